@@ -1,0 +1,214 @@
+"""The suspect ledger: each suspect's allegations in the rolling window (one partition by suspect).
+
+It holds, per suspect, every allegation of his still inside the window (VAWG
+and linked non-VAWG offences alike), ages them out as the clock moves through
+an index of hourly expiry buckets, and keeps the partition's local top N in a
+`TopBook`. Only changes to that local top N go on to the global ranker: a
+suspect outside his partition's top N cannot be in the global top N, so the
+ranker's input does not grow with every score change.
+
+Scores are recomputed from the suspect's own integer allegations on every
+change (a handful of integers), so they are exact by construction and never
+drift, whatever the order of additions and removals.
+"""
+from __future__ import annotations
+
+import bisect
+from typing import Optional
+
+from schemas.events import US_PER_DAY, us_to_iso
+
+from .book import TopBook
+from .messages import (WHY_DISPLACED, WHY_EXPIRED, Allegation, AllegationUpdate, CandidateUpdate, Summary,
+                       rank_key)
+from .store import Store
+
+US_PER_HOUR = US_PER_DAY // 24
+
+# Allegation record in the store: [code, cents, vawg, recorded_at, [victim ids]]
+_CENTS, _VAWG, _RECORDED, _VICTIMS = 1, 2, 3, 4
+
+
+def summarise(allegations: dict) -> Summary:
+    """A suspect's standing from his allegations in the window: exact integers."""
+    score = count = newest = 0
+    victims: set = set()
+    for a in allegations.values():
+        if a[_VAWG]:
+            score += a[_CENTS]
+            count += 1
+            if a[_RECORDED] > newest:
+                newest = a[_RECORDED]
+            victims.update(a[_VICTIMS])
+    return Summary(score, count, newest, len(victims))
+
+
+class Ledger:
+    def __init__(self, store: Store, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
+                 book_capacity: Optional[int] = None):
+        self.store = store
+        self.window_us = window_days * US_PER_DAY
+        self.min_allegations = min_allegations
+        self.top_n = top_n
+        self._book_capacity = book_capacity
+        self._book: Optional[TopBook] = None
+        self._dirty: dict = {}  # suspect -> (why, cause) since the last flush
+
+    # -- reading -----------------------------------------------------------------
+
+    @property
+    def as_of(self) -> int:
+        return self.store.get("clock", 0)
+
+    @property
+    def book(self) -> TopBook:
+        if self._book is None:  # first use, or after a restart: rebuild from the store
+            self._book = TopBook(self.top_n, self._book_capacity, self._eligible_keys)
+            self._book.rebuild(self._eligible_keys())
+        return self._book
+
+    def allegations(self, suspect: str) -> dict:
+        """crime_ref -> Allegation of every allegation of his in the window."""
+        rec = self.store.get("p:" + suspect) or {}
+        return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in rec.items()}
+
+    def summary(self, suspect: str) -> Optional[Summary]:
+        rec = self.store.get("p:" + suspect)
+        return None if rec is None else summarise(rec)
+
+    def eligible(self, summary: Summary) -> bool:
+        return summary.allegations >= self.min_allegations
+
+    def stats(self) -> tuple[int, int]:
+        """(suspects tracked, suspects eligible) in this partition."""
+        tracked, eligible = self.store.get("stats", [0, 0])
+        return tracked, eligible
+
+    def _eligible_keys(self):
+        for key, rec in self.store.scan("p:"):
+            summary = summarise(rec)
+            if self.eligible(summary):
+                yield rank_key(key[2:], summary)
+
+    # -- writing -----------------------------------------------------------------
+
+    def apply(self, update: AllegationUpdate) -> None:
+        """Set one allegation to its new absolute state; idempotent."""
+        self.advance(update.at)
+        alleg = update.allegation
+        if alleg is not None and alleg.recorded_at <= self.store.get("clock", 0) - self.window_us:
+            alleg = None  # already outside the window
+        new = None if alleg is None else [alleg.code, alleg.cents, alleg.vawg, alleg.recorded_at, list(alleg.victims)]
+        self._set(update.suspect, update.crime_ref, new, update.why, update.cause)
+
+    def _set(self, suspect: str, crime_ref: str, new: Optional[list], why: str, cause: str) -> None:
+        store = self.store
+        key = "p:" + suspect
+        rec = store.get(key)
+        old = None if rec is None else rec.get(crime_ref)
+        if old == new:
+            return
+        before = None if rec is None else summarise(rec)
+        rec = {} if rec is None else dict(rec)
+        if new is None:
+            del rec[crime_ref]
+        else:
+            rec[crime_ref] = new
+            if old is None or old[_RECORDED] != new[_RECORDED]:
+                self._index_expiry(suspect, crime_ref, new[_RECORDED])
+        if rec:
+            store[key] = rec
+        else:
+            del store[key]
+        after = None if not rec else summarise(rec)
+        self._changed(suspect, before, after, why, cause)
+
+    def _changed(self, suspect: str, before: Optional[Summary], after: Optional[Summary], why: str,
+                 cause: str) -> None:
+        was_eligible = before is not None and self.eligible(before)
+        is_eligible = after is not None and self.eligible(after)
+        if (before is None) != (after is None) or was_eligible != is_eligible:
+            tracked, eligible = self.stats()
+            tracked += (after is not None) - (before is not None)
+            eligible += is_eligible - was_eligible
+            self.store["stats"] = [tracked, eligible]
+        if before == after:
+            return
+        self._dirty[suspect] = (why, cause)
+        entered, exited = self.book.update(suspect, rank_key(suspect, after) if is_eligible else None)
+        for other in entered + exited:
+            if other != suspect and other not in self._dirty:
+                self._dirty[other] = (WHY_DISPLACED, cause)
+
+    def _index_expiry(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
+        hour = recorded_at // US_PER_HOUR
+        key = f"x:{hour}"
+        bucket = self.store.get(key)
+        entry = [recorded_at, suspect, crime_ref]
+        if bucket is None:
+            bucket = [entry]
+        else:
+            bucket = list(bucket)
+            bisect.insort(bucket, entry)
+        self.store[key] = bucket
+        cursor = self.store.get("x-cursor")
+        if cursor is None or hour < cursor:
+            self.store["x-cursor"] = hour
+
+    def advance(self, as_of: int) -> None:
+        """Move the clock forward to `as_of` and age out what leaves the window."""
+        store = self.store
+        if as_of <= store.get("clock", 0):
+            return
+        store["clock"] = as_of
+        cursor = store.get("x-cursor")
+        if cursor is None:
+            return
+        cutoff = as_of - self.window_us
+        last_hour = cutoff // US_PER_HOUR
+        if last_hour < cursor:
+            return
+        cause = "clock:" + us_to_iso(as_of)
+        for hour in range(cursor, last_hour + 1):
+            key = f"x:{hour}"
+            bucket = store.get(key)
+            if bucket is None or bucket[0][0] > cutoff:
+                continue
+            split = 0
+            while split < len(bucket) and bucket[split][0] <= cutoff:
+                recorded_at, suspect, crime_ref = bucket[split]
+                split += 1
+                rec = store.get("p:" + suspect)
+                current = None if rec is None else rec.get(crime_ref)
+                if current is not None and current[_RECORDED] == recorded_at:
+                    self._set(suspect, crime_ref, None, WHY_EXPIRED, cause)
+            if split < len(bucket):
+                store[key] = bucket[split:]
+            else:
+                del store[key]
+        store["x-cursor"] = last_hour
+
+    def flush(self) -> list:
+        """The local top-N changes since the last flush, as absolute CandidateUpdates.
+
+        Compared against what was last announced (kept in the store), not against
+        the previous state, so an update lost in a crash is announced on replay.
+        """
+        out = []
+        book = self.book
+        store = self.store
+        for suspect, (why, cause) in self._dirty.items():
+            member = book.is_member(suspect)
+            summary = self.summary(suspect)
+            now = list(summary) if member else None
+            ann_key = "ann:" + suspect
+            announced = store.get(ann_key)
+            if now == announced:
+                continue
+            if now is None:
+                del store[ann_key]
+            else:
+                store[ann_key] = now
+            out.append(CandidateUpdate(suspect, member, summary, why, cause))
+        self._dirty.clear()
+        return out

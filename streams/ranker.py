@@ -1,0 +1,118 @@
+"""The global ranker: the top N over every partition's candidates, and the events it emits.
+
+Its input is only the ledgers' local top-N changes (at most partitions x N
+candidates), so it stays small at any scale. At each flush it compares the
+top N with the membership it last announced (kept in the store) and emits
+`ranking.exited` events first, then `ranking.entered`, so a consumer that
+applies them in order never holds more than N members.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Optional
+
+from schemas.events import us_to_iso
+
+from .book import TopBook
+from .messages import LOWERING_WHYS, WHY_DISPLACED, CandidateUpdate, Summary, rank_key
+from .store import Store
+
+
+def output_event_id(body: dict) -> str:
+    """Derived from content and cause, so a consumer can drop the re-sends of a restart."""
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def days(cents: int) -> float:
+    """Hundredths of a day as the JSON number of SPEC §3 (exact for two decimals)."""
+    return cents / 100
+
+
+class Ranker:
+    def __init__(self, store: Store, top_n: int = 100):
+        self.store = store
+        self.top_n = top_n
+        self._book: Optional[TopBook] = None
+        self._touched: dict = {}  # suspect -> (why, cause, summary) since the last flush
+
+    @property
+    def as_of(self) -> int:
+        return self.store.get("clock", 0)
+
+    @property
+    def book(self) -> TopBook:
+        if self._book is None:
+            self._book = TopBook(self.top_n)
+            self._book.rebuild(rank_key(k[2:], Summary(*v)) for k, v in self.store.scan("c:"))
+        return self._book
+
+    def candidate(self, suspect: str) -> Optional[Summary]:
+        v = self.store.get("c:" + suspect)
+        return None if v is None else Summary(*v)
+
+    def ranking(self) -> list[tuple[int, str, Summary]]:
+        """The current top N as (rank, suspect, summary)."""
+        return [(i, key[-1], self.candidate(key[-1])) for i, key in enumerate(self.book.top(), start=1)]
+
+    def threshold(self) -> Optional[Summary]:
+        key = self.book.threshold()
+        return None if key is None else self.candidate(key[-1])
+
+    def advance(self, as_of: int) -> None:
+        if as_of > self.store.get("clock", 0):
+            self.store["clock"] = as_of
+
+    def apply(self, update: CandidateUpdate) -> None:
+        suspect = update.suspect
+        if update.candidate:
+            self.store["c:" + suspect] = list(update.summary)
+            key = rank_key(suspect, update.summary)
+        else:
+            if self.store.get("c:" + suspect) is not None:
+                del self.store["c:" + suspect]
+            key = None
+        self._touched[suspect] = (update.why, update.cause, update.summary)
+        entered, exited = self.book.update(suspect, key)
+        for other in entered + exited:
+            if other not in self._touched:
+                self._touched[other] = (WHY_DISPLACED, update.cause, self.candidate(other))
+
+    def flush(self) -> list[dict]:
+        """Ranking events for the membership changes since the last flush: exits first."""
+        if not self._touched:
+            return []
+        book = self.book
+        store = self.store
+        as_of = us_to_iso(self.as_of)
+        exits, entries = [], []
+        for suspect, (why, cause, summary) in self._touched.items():
+            member_key = "m:" + suspect
+            was = store.get(member_key) is not None
+            now = book.is_member(suspect)
+            if was == now:
+                continue
+            summary = summary or Summary(0, 0, 0, 0)
+            if now:
+                store[member_key] = 1
+                entries.append((book.rank(suspect), suspect, summary, cause))
+            else:
+                del store[member_key]
+                reason = why if why in LOWERING_WHYS else WHY_DISPLACED
+                exits.append(self._event("ranking.exited", suspect, summary, as_of, cause, reason=reason))
+        self._touched.clear()
+        entries.sort()
+        return exits + [self._event("ranking.entered", s, summ, as_of, cause, rank=rank)
+                        for rank, s, summ, cause in entries]
+
+    @staticmethod
+    def _event(kind: str, suspect: str, summary: Summary, as_of: str, cause: str, rank=None, reason=None) -> dict:
+        body = {"type": kind, "suspect_id": suspect}
+        if rank is not None:
+            body["rank"] = rank
+        if reason is not None:
+            body["reason"] = reason
+        body.update(score=days(summary.score), allegations=summary.allegations, victims=summary.victims,
+                    as_of=as_of, cause=cause)
+        return {"event_id": output_event_id(body), **body}

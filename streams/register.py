@@ -1,0 +1,226 @@
+"""The crime register: reports, their offence, suspects and victims (one partition by crime_ref).
+
+It applies the crime events of SPEC §2 in arrival order, decides the stateful
+rejections (unknown, cancelled or already recorded crime_ref), drops repeated
+event_ids, and says for every allegation it touches what that allegation now is.
+Suspect ids on a report are kept canonical: when the identity stage announces a
+merge, the register rewrites its reports and moves their allegations.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple, Optional
+
+from schemas.events import (US_PER_DAY, ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
+                            SuspectUnlinked)
+
+from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Alias, Allegation, AllegationUpdate
+from .store import Store
+
+ACCEPTED = "accepted"
+DUPLICATE = "duplicate"
+REJECTED = "rejected"
+
+# Event ids are remembered this long past the window so that a re-sent event
+# is a no-op; older re-sends could no longer change any score anyway.
+DEDUP_GRACE_DAYS = 30
+
+
+class Outcome(NamedTuple):
+    status: str  # ACCEPTED, DUPLICATE or REJECTED
+    rejection: Optional[tuple[str, str]]  # (code, detail) when REJECTED
+    updates: list
+
+
+ACCEPTED_NOTHING = Outcome(ACCEPTED, None, [])
+DUPLICATE_OUTCOME = Outcome(DUPLICATE, None, [])
+
+
+def rejected(code: str, detail: str) -> Outcome:
+    return Outcome(REJECTED, (code, detail), [])
+
+
+# Report record layout in the store (a list, compact in RocksDB).
+_CODE, _FLAG, _RECORDED, _VICTIMS, _SUSPECTS, _CANCELLED = range(6)
+
+
+def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
+    """Follow merge aliases to the canonical id (chains allowed, never cycles)."""
+    seen = 0
+    while True:
+        into = store.get(prefix + suspect)
+        if into is None:
+            return suspect
+        suspect = into
+        seen += 1
+        if seen > 10_000:  # defensive: the identity stage never creates a cycle
+            raise RuntimeError("alias chain too long")
+
+
+class Register:
+    def __init__(self, store: Store, harm_table, window_days: int = 365):
+        self.store = store
+        self.harm = harm_table
+        self.dedup_us = (window_days + DEDUP_GRACE_DAYS) * US_PER_DAY
+
+    # -- reading -----------------------------------------------------------------
+
+    def report(self, crime_ref: str) -> Optional[list]:
+        return self.store.get("r:" + crime_ref)
+
+    def _allegation(self, rec: list) -> Allegation:
+        entry = self.harm.get(rec[_CODE])
+        victims = rec[_VICTIMS]
+        flag = rec[_FLAG]
+        vawg = flag if flag is not None else (entry.vawg and any(v[1] == "F" for v in victims))
+        return Allegation(rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], tuple(v[0] for v in victims))
+
+    # -- writing -----------------------------------------------------------------
+
+    def apply(self, event) -> Outcome:
+        store = self.store
+        if store.get("e:" + event.event_id) is not None:
+            return DUPLICATE_OUTCOME
+        key = "r:" + event.crime_ref
+        rec = store.get(key)
+        if isinstance(event, ReportRecorded):
+            if rec is not None:
+                return rejected("already_recorded", f"crime_ref {event.crime_ref!r} is already recorded")
+            outcome = self._record(key, event)
+        elif rec is None:
+            return rejected("unknown_crime_ref", f"crime_ref {event.crime_ref!r} is not known")
+        elif rec[_CANCELLED]:
+            return rejected("cancelled_crime_ref", f"crime_ref {event.crime_ref!r} is cancelled")
+        elif isinstance(event, ReportReclassified):
+            outcome = self._reclassify(key, rec, event)
+        elif isinstance(event, ReportCancelled):
+            outcome = self._cancel(key, rec, event)
+        elif isinstance(event, SuspectLinked):
+            outcome = self._link(key, rec, event)
+        elif isinstance(event, SuspectUnlinked):
+            outcome = self._unlink(key, rec, event)
+        else:  # pragma: no cover - validation only lets the types above through
+            raise TypeError(f"not a crime event: {event!r}")
+        self._remember(event)
+        return outcome
+
+    def _remember(self, event) -> None:
+        store = self.store
+        store["e:" + event.event_id] = 1
+        day_key = f"ed:{event.at // US_PER_DAY}"
+        bucket = store.get(day_key)
+        store[day_key] = [event.event_id] if bucket is None else bucket + [event.event_id]
+        if event.at > store.get("clock", event.at - 1):
+            store["clock"] = event.at
+
+    def _record(self, key: str, ev: ReportRecorded) -> Outcome:
+        suspects = sorted({resolve(self.store, s) for s in ev.suspects})
+        rec = [ev.offence_code, ev.vawg, ev.at, [[v.id, v.sex] for v in ev.victims], suspects, False]
+        self.store[key] = rec
+        alleg = self._allegation(rec)
+        for s in suspects:
+            self._index_add(s, ev.crime_ref)
+        return Outcome(ACCEPTED, None,
+                       [AllegationUpdate(s, ev.crime_ref, alleg, WHY_ADDED, ev.event_id, ev.at) for s in suspects])
+
+    def _reclassify(self, key: str, rec: list, ev: ReportReclassified) -> Outcome:
+        rec = list(rec)
+        rec[_CODE] = ev.offence_code
+        if ev.vawg is not None:
+            rec[_FLAG] = ev.vawg
+        self.store[key] = rec
+        alleg = self._allegation(rec)
+        return Outcome(ACCEPTED, None, [AllegationUpdate(s, ev.crime_ref, alleg, WHY_CORRECTED, ev.event_id, ev.at)
+                                        for s in rec[_SUSPECTS]])
+
+    def _cancel(self, key: str, rec: list, ev: ReportCancelled) -> Outcome:
+        rec = list(rec)
+        rec[_CANCELLED] = True
+        self.store[key] = rec
+        return Outcome(ACCEPTED, None, [AllegationUpdate(s, ev.crime_ref, None, WHY_CORRECTED, ev.event_id, ev.at)
+                                        for s in rec[_SUSPECTS]])
+
+    def _link(self, key: str, rec: list, ev: SuspectLinked) -> Outcome:
+        suspect = resolve(self.store, ev.suspect_id)
+        if suspect in rec[_SUSPECTS]:
+            return ACCEPTED_NOTHING
+        rec = list(rec)
+        rec[_SUSPECTS] = sorted(rec[_SUSPECTS] + [suspect])
+        self.store[key] = rec
+        self._index_add(suspect, ev.crime_ref)
+        return Outcome(ACCEPTED, None,
+                       [AllegationUpdate(suspect, ev.crime_ref, self._allegation(rec), WHY_ADDED, ev.event_id, ev.at)])
+
+    def _unlink(self, key: str, rec: list, ev: SuspectUnlinked) -> Outcome:
+        suspect = resolve(self.store, ev.suspect_id)
+        if suspect not in rec[_SUSPECTS]:
+            return ACCEPTED_NOTHING
+        rec = list(rec)
+        rec[_SUSPECTS] = [s for s in rec[_SUSPECTS] if s != suspect]
+        self.store[key] = rec
+        self._index_remove(suspect, ev.crime_ref)
+        return Outcome(ACCEPTED, None, [AllegationUpdate(suspect, ev.crime_ref, None, WHY_CORRECTED, ev.event_id, ev.at)])
+
+    def apply_alias(self, alias: Alias) -> list:
+        """Rewrite this partition's reports of `alias.src` to `alias.into` and move their allegations."""
+        store = self.store
+        src, into = alias.src, alias.into
+        if store.get("al:" + src) == into:
+            return []  # replayed: already applied
+        store["al:" + src] = into
+        crime_refs = store.get("s:" + src) or []
+        if crime_refs:
+            del store["s:" + src]
+        updates = []
+        for crime_ref in crime_refs:
+            key = "r:" + crime_ref
+            rec = list(store[key])
+            had_into = into in rec[_SUSPECTS]
+            rec[_SUSPECTS] = sorted({into if s == src else s for s in rec[_SUSPECTS]})
+            store[key] = rec
+            if not had_into:
+                self._index_add(into, crime_ref)
+            if rec[_CANCELLED]:
+                continue
+            updates.append(AllegationUpdate(src, crime_ref, None, WHY_MERGED, alias.cause, alias.at))
+            if not had_into:
+                updates.append(AllegationUpdate(into, crime_ref, self._allegation(rec), WHY_MERGED, alias.cause,
+                                                alias.at))
+        return updates
+
+    def _index_add(self, suspect: str, crime_ref: str) -> None:
+        key = "s:" + suspect
+        refs = self.store.get(key)
+        if refs is None:
+            self.store[key] = [crime_ref]
+        elif crime_ref not in refs:
+            self.store[key] = refs + [crime_ref]
+
+    def _index_remove(self, suspect: str, crime_ref: str) -> None:
+        key = "s:" + suspect
+        refs = [r for r in self.store.get(key) or [] if r != crime_ref]
+        if refs:
+            self.store[key] = refs
+        elif self.store.get(key) is not None:
+            del self.store[key]
+
+    def purge(self, as_of: int) -> int:
+        """Forget event ids older than the window plus grace; returns how many."""
+        store = self.store
+        cutoff_day = (as_of - self.dedup_us) // US_PER_DAY
+        cursor = store.get("ed-cursor")
+        if cursor is None:
+            days = sorted(int(k[3:]) for k, _ in store.scan("ed:"))
+            cursor = days[0] if days else cutoff_day
+        purged = 0
+        for day in range(cursor, cutoff_day):
+            bucket = store.get(f"ed:{day}")
+            if bucket is None:
+                continue
+            for event_id in bucket:
+                if store.get("e:" + event_id) is not None:
+                    del store["e:" + event_id]
+                    purged += 1
+            del store[f"ed:{day}"]
+        if cutoff_day > cursor:
+            store["ed-cursor"] = cutoff_day
+        return purged
