@@ -1,0 +1,280 @@
+"""Prometheus metrics of the harmrank worker, served at ``GET /metrics``.
+
+All metrics live in a dedicated :data:`REGISTRY` (not the process-global default), are
+prefixed ``harmrank_``, use base units (seconds, messages, days) and counters end in
+``_total``. No suspect id or victim id ever appears in a metric name or label: every label
+below takes its values from a small closed set listed in this module.
+
+Call :func:`prime` once at start-up so that every labelled series exists at 0 from the
+beginning (rates, dashboards and ``absent()``-style alerts need the series to exist before
+the first event of a kind arrives). :func:`render` gives the exposition text.
+"""
+from __future__ import annotations
+
+from typing import Tuple
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+
+# No ``*_created`` companion series: Prometheus ignores them in the text format, and they
+# would double the series count. (A process-wide switch of prometheus-client.)
+disable_created_metrics()
+
+# --- closed label value sets ------------------------------------------------------------
+
+#: Input event types (SPEC §2), plus "invalid" for a message whose type could not be read.
+INPUT_TYPES: Tuple[str, ...] = (
+    "report.recorded",
+    "report.reclassified",
+    "report.cancelled",
+    "suspect.linked",
+    "suspect.unlinked",
+    "suspects.merged",
+    "invalid",
+)
+#: What became of a consumed input event.
+OUTCOMES: Tuple[str, ...] = ("accepted", "dead_lettered", "duplicate")
+#: Reason codes written to ``crime-reports.dlq`` and counted in ``harmrank_dead_letters_total``.
+DEAD_LETTER_REASONS: Tuple[str, ...] = (
+    "not_utf8",
+    "oversized",
+    "bad_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "bad_field",
+    "bad_timestamp",
+    "future_timestamp",
+    "unknown_offence_code",
+    "unknown_crime_ref",
+    "cancelled_crime_ref",
+    "already_recorded",
+    "self_merge",
+)
+#: Reasons of a ``ranking.exited`` event (SPEC §3).
+EXIT_REASONS: Tuple[str, ...] = ("displaced", "expired", "corrected", "merged")
+#: Processing stages of the worker pipeline.
+STAGES: Tuple[str, ...] = ("intake", "register", "ledger", "ranker")
+#: Output event types on ``harm-ranking``.
+OUTPUT_TYPES: Tuple[str, ...] = ("ranking.entered", "ranking.exited")
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return version("harmrank")
+        except PackageNotFoundError:
+            return "unknown"
+    except Exception:  # pragma: no cover - very old/odd environments
+        return "unknown"
+
+
+VERSION = _version()
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+# --- counters ----------------------------------------------------------------------------
+
+EVENTS_CONSUMED = Counter(
+    "harmrank_events_consumed_total",
+    "Input messages consumed from crime-reports, by event type ('invalid' when the type "
+    "could not be read) and outcome (accepted, dead_lettered, duplicate event_id). "
+    "rate() of this is the intake throughput.",
+    ["type", "outcome"],
+    registry=REGISTRY,
+)
+"""Input messages consumed, by type and outcome; the intake throughput."""
+
+DEAD_LETTERS = Counter(
+    "harmrank_dead_letters_total",
+    "Input messages sent to crime-reports.dlq, by reason code. A rise means an upstream "
+    "publisher is sending bad or out-of-order data: inspect the DLQ topic.",
+    ["reason"],
+    registry=REGISTRY,
+)
+"""Messages dead-lettered, by reason; a spike points at an upstream publisher."""
+
+RANKING_ENTRIES = Counter(
+    "harmrank_ranking_entries_total",
+    "ranking.entered events: suspects who entered the top N.",
+    registry=REGISTRY,
+)
+"""Suspects who entered the top N."""
+
+RANKING_EXITS = Counter(
+    "harmrank_ranking_exits_total",
+    "ranking.exited events: suspects who left the top N, by reason "
+    "(displaced, expired, corrected, merged).",
+    ["reason"],
+    registry=REGISTRY,
+)
+"""Suspects who left the top N, by reason."""
+
+OUTPUT_EVENTS = Counter(
+    "harmrank_output_events_total",
+    "Events produced to harm-ranking, by type.",
+    ["type"],
+    registry=REGISTRY,
+)
+"""Ranking events produced to ``harm-ranking``, by type."""
+
+# --- gauges ------------------------------------------------------------------------------
+
+SUSPECTS_TRACKED = Gauge(
+    "harmrank_suspects_tracked",
+    "Suspects with at least one allegation in the window (held by this worker).",
+    registry=REGISTRY,
+)
+"""Suspects with any allegation in the window: the size of the working state."""
+
+SUSPECTS_ELIGIBLE = Gauge(
+    "harmrank_suspects_eligible",
+    "Suspects with at least min_allegations VAWG allegations in the window.",
+    registry=REGISTRY,
+)
+"""Suspects eligible for the ranking."""
+
+RANKING_MEMBERS = Gauge(
+    "harmrank_ranking_members",
+    "Suspects currently in the top N (never more than N).",
+    registry=REGISTRY,
+)
+"""Current members of the top N (at most N)."""
+
+THRESHOLD_SCORE = Gauge(
+    "harmrank_threshold_score_days",
+    "Score (CCHI days) of the suspect at rank N; 0 while there are fewer than N members. "
+    "The score a suspect must beat to enter the top N.",
+    registry=REGISTRY,
+)
+"""Score at rank N (0 when fewer than N members): the bar to enter the top N."""
+
+CLOCK_AS_OF = Gauge(
+    "harmrank_clock_as_of_seconds",
+    "The worker clock (as_of) as Unix seconds. In wall mode it moves at least once a "
+    "minute; time() - this is how far the ranking lags real time.",
+    registry=REGISTRY,
+)
+"""The ranking clock ``as_of`` in Unix seconds; ``time() - x`` is its lag behind now."""
+
+CONSUMER_LAG = Gauge(
+    "harmrank_consumer_lag_messages",
+    "Messages not yet processed by a stage of this worker (end offset minus committed "
+    "position, summed over its partitions). A growing value means the worker cannot keep up.",
+    ["stage"],
+    registry=REGISTRY,
+)
+"""Messages waiting for each pipeline stage; growth means the worker cannot keep up."""
+
+WORKER_READY = Gauge(
+    "harmrank_worker_ready",
+    "1 once the worker has recovered its state and serves /readyz, else 0.",
+    registry=REGISTRY,
+)
+"""1 when the worker has recovered and is ready (``/readyz`` answers 200), else 0."""
+
+BUILD_INFO = Gauge(
+    "harmrank_build_info",
+    "Always 1; the version label carries the harmrank version running.",
+    ["version"],
+    registry=REGISTRY,
+)
+"""Constant 1 labelled with the running harmrank version."""
+
+# --- histograms --------------------------------------------------------------------------
+
+LATENCY_BUCKETS: Tuple[float, ...] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)
+
+PROCESSING_LATENCY = Histogram(
+    "harmrank_processing_latency_seconds",
+    "Time a stage takes to process one message, in seconds.",
+    ["stage"],
+    buckets=LATENCY_BUCKETS,
+    registry=REGISTRY,
+)
+"""Per-message processing time of each stage, 1 ms .. 10 s buckets."""
+
+#: Every metric family name as it appears in the exposition text (counters with ``_total``;
+#: the histogram by its base name, exposed as ``_bucket``/``_sum``/``_count``).
+METRIC_NAMES: Tuple[str, ...] = (
+    "harmrank_events_consumed_total",
+    "harmrank_dead_letters_total",
+    "harmrank_ranking_entries_total",
+    "harmrank_ranking_exits_total",
+    "harmrank_output_events_total",
+    "harmrank_suspects_tracked",
+    "harmrank_suspects_eligible",
+    "harmrank_ranking_members",
+    "harmrank_threshold_score_days",
+    "harmrank_clock_as_of_seconds",
+    "harmrank_consumer_lag_messages",
+    "harmrank_worker_ready",
+    "harmrank_build_info",
+    "harmrank_processing_latency_seconds",
+)
+
+
+def prime() -> None:
+    """Create every labelled series at 0 (idempotent), and set build info to 1.
+
+    Does not reset values already counted.
+    """
+    for t in INPUT_TYPES:
+        for o in OUTCOMES:
+            EVENTS_CONSUMED.labels(type=t, outcome=o)
+    for r in DEAD_LETTER_REASONS:
+        DEAD_LETTERS.labels(reason=r)
+    for r in EXIT_REASONS:
+        RANKING_EXITS.labels(reason=r)
+    for t in OUTPUT_TYPES:
+        OUTPUT_EVENTS.labels(type=t)
+    for s in STAGES:
+        CONSUMER_LAG.labels(stage=s)
+        PROCESSING_LATENCY.labels(stage=s)
+    BUILD_INFO.labels(version=VERSION).set(1)
+
+
+def render() -> Tuple[bytes, str]:
+    """The exposition text of :data:`REGISTRY` and its HTTP content type."""
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+__all__ = [
+    "REGISTRY",
+    "EVENTS_CONSUMED",
+    "DEAD_LETTERS",
+    "RANKING_ENTRIES",
+    "RANKING_EXITS",
+    "OUTPUT_EVENTS",
+    "SUSPECTS_TRACKED",
+    "SUSPECTS_ELIGIBLE",
+    "RANKING_MEMBERS",
+    "THRESHOLD_SCORE",
+    "CLOCK_AS_OF",
+    "CONSUMER_LAG",
+    "WORKER_READY",
+    "BUILD_INFO",
+    "PROCESSING_LATENCY",
+    "LATENCY_BUCKETS",
+    "METRIC_NAMES",
+    "INPUT_TYPES",
+    "OUTCOMES",
+    "DEAD_LETTER_REASONS",
+    "EXIT_REASONS",
+    "STAGES",
+    "OUTPUT_TYPES",
+    "VERSION",
+    "prime",
+    "render",
+]
