@@ -1,0 +1,378 @@
+"""Raw Kafka message -> input event of SPEC §2, or a stable rejection.
+
+``validate`` never raises: whatever the bytes, it returns an event dataclass of
+``schemas.events`` or a :class:`Rejected` whose ``code`` is one of
+:data:`REJECTION_CODES` (they are Prometheus label values: do not rename them).
+
+Checks run in this order, and the first failure is the answer:
+
+1. ``oversized`` (more than ``max_bytes`` bytes), ``not_utf8``, ``bad_json`` (including
+   NaN/Infinity, duplicate keys, nesting too deep), ``not_object``;
+2. ``type``: ``missing_field`` / ``bad_field`` (not a string) / ``unknown_type``;
+3. each field of the type in a fixed order (``event_id``, ``at``, then the type's own):
+   ``missing_field``, ``bad_field`` (wrong JSON type, length, pattern; the detail names
+   the field), ``bad_timestamp`` (``at`` is a string but not an RFC 3339 timestamp with
+   an offset, or not a real date/time);
+4. ``future_timestamp`` (only when ``now_us`` is given: ``at`` more than one day ahead);
+5. ``unknown_offence_code`` (well-formed code not in the harm table).
+
+Steps 1 (after parsing) to 3 are what ``schemas/json/crime-report.schema.json``
+expresses; steps 4 and 5 depend on the clock and the harm table. One more rule the
+schema cannot state: text must be valid Unicode (a JSON ``\\ud800`` escape is a lone
+surrogate, rejected as ``bad_field``), since ids end up as UTF-8 keys.
+
+``at`` accepts ``T``, ``t`` or a space between date and time, ``Z``/``z`` or ``±HH:MM``,
+and any number of fractional digits (truncated to microseconds). Leap seconds (``:60``)
+are rejected: Python time cannot represent them.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from schemas.events import (
+    US_PER_DAY,
+    EVENT_TYPES,
+    InputEvent,
+    ReportCancelled,
+    ReportReclassified,
+    ReportRecorded,
+    SuspectLinked,
+    SuspectsMerged,
+    SuspectUnlinked,
+    Victim,
+    datetime_to_us,
+    us_to_iso,
+)
+from schemas.harm_table import HarmTable
+
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "MAX_ID_CHARS",
+    "REJECTION_CODES",
+    "SCHEMA_EXPRESSIBLE_CODES",
+    "Rejected",
+    "validate",
+    "parse_timestamp",
+    "event_to_dict",
+    "event_to_json",
+    "decode_payload_for_dlq",
+    "dead_letter",
+]
+
+MAX_MESSAGE_BYTES = 65536
+MAX_ID_CHARS = 128
+VICTIM_SEXES = ("F", "M", "U")
+
+REJECTION_CODES: tuple[str, ...] = (
+    "not_utf8",
+    "oversized",
+    "bad_json",
+    "not_object",
+    "unknown_type",
+    "missing_field",
+    "bad_field",
+    "bad_timestamp",
+    "future_timestamp",
+    "unknown_offence_code",
+)
+#: Codes for which "the JSON value fails crime-report.schema.json" is the whole story.
+SCHEMA_EXPRESSIBLE_CODES: tuple[str, ...] = ("not_object", "unknown_type", "missing_field", "bad_field", "bad_timestamp")
+
+_OFFENCE_CODE_RE = re.compile(r"^[0-9]{3}/[0-9]{2}$")
+_TIMESTAMP_RE = re.compile(
+    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))$"
+)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    code: str
+    detail: str
+
+    @property
+    def reason(self) -> str:
+        return f"{self.code}: {self.detail}"
+
+
+class _Reject(Exception):
+    def __init__(self, code: str, detail: str):
+        super().__init__(code, detail)
+        self.code = code
+        self.detail = detail
+
+
+def _short(value: Any, limit: int = 40) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=True)
+    except Exception:  # pragma: no cover - values come from json.loads
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return type(value).__name__  # pragma: no cover
+
+
+def parse_timestamp(text: str) -> int:
+    """RFC 3339 timestamp with offset -> epoch microseconds; ValueError when not one."""
+    m = _TIMESTAMP_RE.fullmatch(text)
+    if not m:
+        raise ValueError("not an RFC 3339 timestamp with offset (e.g. 2025-03-01T10:00:00Z)")
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    frac = m.group(7) or ""
+    micro = int((frac + "000000")[:6])
+    if m.group(8):
+        tz = _dt.timezone.utc
+    else:
+        oh, om = int(m.group(10)), int(m.group(11))
+        if oh > 23 or om > 59:
+            raise ValueError(f"offset {m.group(9)}{m.group(10)}:{m.group(11)} out of range")
+        delta = _dt.timedelta(hours=oh, minutes=om)
+        tz = _dt.timezone(-delta if m.group(9) == "-" else delta)
+    try:
+        value = _dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+    except ValueError as e:
+        raise ValueError(f"not a valid date/time ({e})") from None
+    return datetime_to_us(value)
+
+
+class _Fields:
+    """Typed access to the fields of one event object, raising _Reject."""
+
+    def __init__(self, obj: dict):
+        self.obj = obj
+
+    def _get(self, name: str) -> Any:
+        if name not in self.obj:
+            raise _Reject("missing_field", f"{name} is required")
+        return self.obj[name]
+
+    @staticmethod
+    def _check_id(name: str, value: Any) -> str:
+        if not isinstance(value, str):
+            raise _Reject("bad_field", f"{name} must be a string, not {_json_type(value)}")
+        if not 1 <= len(value) <= MAX_ID_CHARS:
+            raise _Reject("bad_field", f"{name} must be 1..{MAX_ID_CHARS} characters, got {len(value)}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _Reject("bad_field", f"{name} is not valid Unicode (lone surrogate)") from None
+        return value
+
+    def id(self, name: str) -> str:
+        return self._check_id(name, self._get(name))
+
+    def at(self) -> int:
+        value = self._get("at")
+        if not isinstance(value, str):
+            raise _Reject("bad_field", f"at must be a string, not {_json_type(value)}")
+        try:
+            return parse_timestamp(value)
+        except ValueError as e:
+            raise _Reject("bad_timestamp", f"at {_short(value)}: {e}") from None
+
+    def offence_code(self) -> str:
+        value = self._get("offence_code")
+        if not isinstance(value, str):
+            raise _Reject("bad_field", f"offence_code must be a string, not {_json_type(value)}")
+        if not _OFFENCE_CODE_RE.fullmatch(value):
+            raise _Reject("bad_field", f"offence_code {_short(value)} is not of the form NNN/NN")
+        return value
+
+    def vawg(self) -> Optional[bool]:
+        if "vawg" not in self.obj:
+            return None
+        value = self.obj["vawg"]
+        if not isinstance(value, bool):
+            raise _Reject("bad_field", f"vawg must be true or false, not {_json_type(value)}")
+        return value
+
+    def suspects(self) -> tuple[str, ...]:
+        value = self._get("suspects")
+        if not isinstance(value, list):
+            raise _Reject("bad_field", f"suspects must be an array, not {_json_type(value)}")
+        return tuple(self._check_id(f"suspects[{i}]", v) for i, v in enumerate(value))
+
+    def victims(self) -> tuple[Victim, ...]:
+        value = self._get("victims")
+        if not isinstance(value, list):
+            raise _Reject("bad_field", f"victims must be an array, not {_json_type(value)}")
+        out = []
+        for i, v in enumerate(value):
+            where = f"victims[{i}]"
+            if not isinstance(v, dict):
+                raise _Reject("bad_field", f"{where} must be an object, not {_json_type(v)}")
+            if "id" not in v:
+                raise _Reject("missing_field", f"{where}.id is required")
+            vid = self._check_id(f"{where}.id", v["id"])
+            if "sex" not in v:
+                raise _Reject("missing_field", f"{where}.sex is required")
+            sex = v["sex"]
+            if not isinstance(sex, str) or sex not in VICTIM_SEXES:
+                raise _Reject("bad_field", f"{where}.sex must be one of F, M, U, not {_short(sex)}")
+            out.append(Victim(id=vid, sex=sex))
+        return tuple(out)
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _no_duplicates(pairs: list) -> dict:
+    obj = {}
+    for k, v in pairs:
+        if k in obj:
+            raise ValueError(f"duplicate key {_short(k)}")
+        obj[k] = v
+    return obj
+
+
+def _build(obj: dict) -> InputEvent:
+    f = _Fields(obj)
+    if "type" not in obj:
+        raise _Reject("missing_field", "type is required")
+    etype = obj["type"]
+    if not isinstance(etype, str):
+        raise _Reject("bad_field", f"type must be a string, not {_json_type(etype)}")
+    if etype not in EVENT_TYPES:
+        raise _Reject("unknown_type", f"type {_short(etype)} is not one of {', '.join(EVENT_TYPES)}")
+    event_id = f.id("event_id")
+    at = f.at()
+    if etype == ReportRecorded.type:
+        return ReportRecorded(event_id=event_id, at=at, crime_ref=f.id("crime_ref"), offence_code=f.offence_code(),
+                              suspects=f.suspects(), victims=f.victims(), vawg=f.vawg())
+    if etype == ReportReclassified.type:
+        return ReportReclassified(event_id=event_id, at=at, crime_ref=f.id("crime_ref"),
+                                  offence_code=f.offence_code(), vawg=f.vawg())
+    if etype == ReportCancelled.type:
+        return ReportCancelled(event_id=event_id, at=at, crime_ref=f.id("crime_ref"))
+    if etype == SuspectLinked.type:
+        return SuspectLinked(event_id=event_id, at=at, crime_ref=f.id("crime_ref"), suspect_id=f.id("suspect_id"))
+    if etype == SuspectUnlinked.type:
+        return SuspectUnlinked(event_id=event_id, at=at, crime_ref=f.id("crime_ref"), suspect_id=f.id("suspect_id"))
+    assert etype == SuspectsMerged.type
+    return SuspectsMerged(event_id=event_id, at=at, suspect_id=f.id("suspect_id"), into=f.id("into"))
+
+
+def _validate(raw: Any, harm_table: HarmTable, now_us: Optional[int], max_bytes: int) -> InputEvent:
+    if raw is None:
+        raise _Reject("bad_json", "message has no value")
+    if isinstance(raw, str):
+        try:
+            data = raw.encode("utf-8")
+        except UnicodeEncodeError as e:
+            raise _Reject("not_utf8", f"text cannot be encoded as UTF-8 at character {e.start}") from None
+    elif isinstance(raw, (bytes, bytearray, memoryview)):
+        data = bytes(raw)
+    else:
+        raise _Reject("bad_json", f"payload is {type(raw).__name__}, not bytes or text")
+    if len(data) > max_bytes:
+        raise _Reject("oversized", f"{len(data)} bytes, more than {max_bytes}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _Reject("not_utf8", f"invalid UTF-8 at byte {e.start}") from None
+    try:
+        obj = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+    except RecursionError:
+        raise _Reject("bad_json", "nested too deeply") from None
+    except ValueError as e:  # JSONDecodeError is a ValueError
+        raise _Reject("bad_json", str(e)[:200]) from None
+    if not isinstance(obj, dict):
+        raise _Reject("not_object", f"top-level JSON value is {_json_type(obj)}, not object")
+    event = _build(obj)
+    if now_us is not None and event.at > now_us + US_PER_DAY:
+        raise _Reject("future_timestamp", f"at {us_to_iso(event.at)} is more than one day after {us_to_iso(now_us)}")
+    code = getattr(event, "offence_code", None)
+    if code is not None and code not in harm_table:
+        raise _Reject("unknown_offence_code", f"offence_code {code} is not in the harm table")
+    return event
+
+
+def validate(
+    raw: Union[bytes, str],
+    harm_table: HarmTable,
+    now_us: Optional[int] = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> Union[InputEvent, Rejected]:
+    """One raw message -> an input event, or Rejected(code, detail). Never raises."""
+    try:
+        return _validate(raw, harm_table, now_us, max_bytes)
+    except _Reject as r:
+        return Rejected(r.code, r.detail)
+    except Exception as e:  # pragma: no cover - defence in depth: the contract is "never raises"
+        return Rejected("bad_json", f"unexpected {type(e).__name__}: {str(e)[:200]}")
+
+
+# --- encoding ------------------------------------------------------------------------
+
+def event_to_dict(event: InputEvent) -> dict:
+    """The SPEC §2 JSON object of an event (the inverse of ``validate``)."""
+    d: dict[str, Any] = {"event_id": event.event_id, "type": event.type, "at": us_to_iso(event.at)}
+    if isinstance(event, SuspectsMerged):
+        d["suspect_id"] = event.suspect_id
+        d["into"] = event.into
+        return d
+    d["crime_ref"] = event.crime_ref
+    if isinstance(event, (ReportRecorded, ReportReclassified)):
+        d["offence_code"] = event.offence_code
+    if isinstance(event, ReportRecorded):
+        d["suspects"] = list(event.suspects)
+        d["victims"] = [{"id": v.id, "sex": v.sex} for v in event.victims]
+    if isinstance(event, (ReportRecorded, ReportReclassified)) and event.vawg is not None:
+        d["vawg"] = event.vawg
+    if isinstance(event, (SuspectLinked, SuspectUnlinked)):
+        d["suspect_id"] = event.suspect_id
+    return d
+
+
+def event_to_json(event: InputEvent) -> bytes:
+    """Compact UTF-8 JSON of ``event_to_dict`` (what a publisher would send)."""
+    return json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+# --- dead letters --------------------------------------------------------------------
+
+def decode_payload_for_dlq(raw: Union[bytes, bytearray, memoryview, str, None]) -> str:
+    """The message text when it is UTF-8, else its base64 (ASCII). None -> ''."""
+    if raw is None:
+        return ""
+    if isinstance(raw, str):
+        return raw
+    data = bytes(raw)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return base64.b64encode(data).decode("ascii")
+
+
+def dead_letter(reason: Union[str, Rejected], topic: str, partition: int, offset: int,
+                raw: Union[bytes, str, None]) -> dict:
+    """The SPEC §3 dead-letter object. ``reason`` may be a Rejected (its ``reason`` text is used)."""
+    if isinstance(reason, Rejected):
+        reason = reason.reason
+    return {
+        "reason": str(reason),
+        "topic": str(topic),
+        "partition": int(partition),
+        "offset": int(offset),
+        "payload": decode_payload_for_dlq(raw),
+    }
