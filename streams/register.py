@@ -106,9 +106,17 @@ class Register:
     def _remember(self, event) -> None:
         store = self.store
         store["e:" + event.event_id] = 1
-        day_key = f"ed:{event.at // US_PER_DAY}"
+        day = event.at // US_PER_DAY
+        day_key = f"ed:{day}"
         bucket = store.get(day_key)
-        store[day_key] = [event.event_id] if bucket is None else bucket + [event.event_id]
+        if bucket is None:
+            store[day_key] = [event.event_id]
+            cursor = store.get("ed-cursor")
+            if cursor is None or day < cursor:
+                store["ed-cursor"] = day
+        else:
+            bucket.append(event.event_id)
+            store[day_key] = bucket
         if event.at > store.get("clock", event.at - 1):
             store["clock"] = event.at
 
@@ -208,9 +216,8 @@ class Register:
         store = self.store
         cutoff_day = (as_of - self.dedup_us) // US_PER_DAY
         cursor = store.get("ed-cursor")
-        if cursor is None:
-            days = sorted(int(k[3:]) for k, _ in store.scan("ed:"))
-            cursor = days[0] if days else cutoff_day
+        if cursor is None or cutoff_day <= cursor:
+            return 0
         purged = 0
         for day in range(cursor, cutoff_day):
             bucket = store.get(f"ed:{day}")
@@ -221,6 +228,5 @@ class Register:
                     del store["e:" + event_id]
                     purged += 1
             del store[f"ed:{day}"]
-        if cutoff_day > cursor:
-            store["ed-cursor"] = cutoff_day
+        store["ed-cursor"] = cutoff_day
         return purged
