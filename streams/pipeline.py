@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional
 
-from schemas.events import US_PER_DAY, SuspectsMerged
+from schemas.events import SuspectsMerged
 
 from .identity import Identity
 from .ledger import Ledger
@@ -22,10 +22,9 @@ class Pipeline:
     def __init__(self, harm_table, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
                  book_capacity: Optional[int] = None):
         self.identity = Identity(DictStore())
-        self.register = Register(DictStore(), harm_table, window_days)
+        self.register = Register(DictStore(), harm_table)
         self.ledger = Ledger(DictStore(), top_n, window_days, min_allegations, book_capacity)
         self.ranker = Ranker(DictStore(), top_n)
-        self._purged_day = None
 
     @property
     def as_of(self) -> int:
@@ -49,10 +48,6 @@ class Pipeline:
     def advance(self, as_of: int) -> None:
         """Move the clock (an accepted event's `at`, or the wall clock)."""
         self.ledger.advance(as_of)
-        day = as_of // US_PER_DAY
-        if day != self._purged_day:
-            self._purged_day = day
-            self.register.purge(as_of)
 
     def flush(self) -> list[dict]:
         """Pass the ledger's local top-N changes to the ranker; returns the ranking events."""

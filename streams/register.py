@@ -1,8 +1,8 @@
 """The crime register: reports, their offence, suspects and victims (one partition by crime_ref).
 
 It applies the crime events of SPEC §2 in arrival order, decides the stateful
-rejections (unknown, cancelled or already recorded crime_ref), drops repeated
-event_ids, and says for every allegation it touches what that allegation now is.
+rejections (unknown, cancelled or already recorded crime_ref), drops re-sent
+events (by event_id, per report), and says for every allegation it touches what that allegation now is.
 Suspect ids on a report are kept canonical: when the identity stage announces a
 merge, the register rewrites its reports and moves their allegations.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
-from schemas.events import (US_PER_DAY, ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
+from schemas.events import (ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
                             SuspectUnlinked)
 
 from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Alias, Allegation, AllegationUpdate
@@ -19,11 +19,6 @@ from .store import Store
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"
-
-# Event ids are remembered this long past the window so that a re-sent event
-# is a no-op; older re-sends could no longer change any score anyway.
-DEDUP_GRACE_DAYS = 30
-
 
 class Outcome(NamedTuple):
     status: str  # ACCEPTED, DUPLICATE or REJECTED
@@ -39,8 +34,11 @@ def rejected(code: str, detail: str) -> Outcome:
     return Outcome(REJECTED, (code, detail), [])
 
 
-# Report record layout in the store (a list, compact in RocksDB).
-_CODE, _FLAG, _RECORDED, _VICTIMS, _SUSPECTS, _CANCELLED = range(6)
+# Report record layout in the store (a list, compact in RocksDB). Its last field
+# holds the ids of the events applied to the report: a re-sent event lands on the
+# same crime_ref (so the same partition) and is recognised there, with no global
+# index of event ids to grow and purge.
+_CODE, _FLAG, _RECORDED, _VICTIMS, _SUSPECTS, _CANCELLED, _EVENTS = range(7)
 
 
 def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
@@ -57,10 +55,9 @@ def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
 
 
 class Register:
-    def __init__(self, store: Store, harm_table, window_days: int = 365):
+    def __init__(self, store: Store, harm_table):
         self.store = store
         self.harm = harm_table
-        self.dedup_us = (window_days + DEDUP_GRACE_DAYS) * US_PER_DAY
 
     # -- reading -----------------------------------------------------------------
 
@@ -77,52 +74,34 @@ class Register:
     # -- writing -----------------------------------------------------------------
 
     def apply(self, event) -> Outcome:
-        store = self.store
-        if store.get("e:" + event.event_id) is not None:
-            return DUPLICATE_OUTCOME
         key = "r:" + event.crime_ref
-        rec = store.get(key)
+        rec = self.store.get(key)
+        if rec is not None and event.event_id in rec[_EVENTS]:
+            return DUPLICATE_OUTCOME
         if isinstance(event, ReportRecorded):
             if rec is not None:
                 return rejected("already_recorded", f"crime_ref {event.crime_ref!r} is already recorded")
-            outcome = self._record(key, event)
-        elif rec is None:
+            return self._record(key, event)
+        if rec is None:
             return rejected("unknown_crime_ref", f"crime_ref {event.crime_ref!r} is not known")
-        elif rec[_CANCELLED]:
+        if rec[_CANCELLED]:
             return rejected("cancelled_crime_ref", f"crime_ref {event.crime_ref!r} is cancelled")
-        elif isinstance(event, ReportReclassified):
-            outcome = self._reclassify(key, rec, event)
-        elif isinstance(event, ReportCancelled):
-            outcome = self._cancel(key, rec, event)
-        elif isinstance(event, SuspectLinked):
-            outcome = self._link(key, rec, event)
-        elif isinstance(event, SuspectUnlinked):
-            outcome = self._unlink(key, rec, event)
-        else:  # pragma: no cover - validation only lets the types above through
-            raise TypeError(f"not a crime event: {event!r}")
-        self._remember(event)
-        return outcome
-
-    def _remember(self, event) -> None:
-        store = self.store
-        store["e:" + event.event_id] = 1
-        day = event.at // US_PER_DAY
-        day_key = f"ed:{day}"
-        bucket = store.get(day_key)
-        if bucket is None:
-            store[day_key] = [event.event_id]
-            cursor = store.get("ed-cursor")
-            if cursor is None or day < cursor:
-                store["ed-cursor"] = day
-        else:
-            bucket.append(event.event_id)
-            store[day_key] = bucket
-        if event.at > store.get("clock", event.at - 1):
-            store["clock"] = event.at
+        rec = list(rec)
+        rec[_EVENTS] = rec[_EVENTS] + [event.event_id]
+        self.store[key] = rec  # every accepted event is remembered, the no-ops too
+        if isinstance(event, ReportReclassified):
+            return self._reclassify(key, rec, event)
+        if isinstance(event, ReportCancelled):
+            return self._cancel(key, rec, event)
+        if isinstance(event, SuspectLinked):
+            return self._link(key, rec, event)
+        if isinstance(event, SuspectUnlinked):
+            return self._unlink(key, rec, event)
+        raise TypeError(f"not a crime event: {event!r}")  # pragma: no cover - validation lets only these through
 
     def _record(self, key: str, ev: ReportRecorded) -> Outcome:
         suspects = sorted({resolve(self.store, s) for s in ev.suspects})
-        rec = [ev.offence_code, ev.vawg, ev.at, [[v.id, v.sex] for v in ev.victims], suspects, False]
+        rec = [ev.offence_code, ev.vawg, ev.at, [[v.id, v.sex] for v in ev.victims], suspects, False, [ev.event_id]]
         self.store[key] = rec
         alleg = self._allegation(rec)
         for s in suspects:
@@ -131,7 +110,6 @@ class Register:
                        [AllegationUpdate(s, ev.crime_ref, alleg, WHY_ADDED, ev.event_id, ev.at) for s in suspects])
 
     def _reclassify(self, key: str, rec: list, ev: ReportReclassified) -> Outcome:
-        rec = list(rec)
         rec[_CODE] = ev.offence_code
         if ev.vawg is not None:
             rec[_FLAG] = ev.vawg
@@ -141,7 +119,6 @@ class Register:
                                         for s in rec[_SUSPECTS]])
 
     def _cancel(self, key: str, rec: list, ev: ReportCancelled) -> Outcome:
-        rec = list(rec)
         rec[_CANCELLED] = True
         self.store[key] = rec
         return Outcome(ACCEPTED, None, [AllegationUpdate(s, ev.crime_ref, None, WHY_CORRECTED, ev.event_id, ev.at)
@@ -151,7 +128,6 @@ class Register:
         suspect = resolve(self.store, ev.suspect_id)
         if suspect in rec[_SUSPECTS]:
             return ACCEPTED_NOTHING
-        rec = list(rec)
         rec[_SUSPECTS] = sorted(rec[_SUSPECTS] + [suspect])
         self.store[key] = rec
         self._index_add(suspect, ev.crime_ref)
@@ -162,7 +138,6 @@ class Register:
         suspect = resolve(self.store, ev.suspect_id)
         if suspect not in rec[_SUSPECTS]:
             return ACCEPTED_NOTHING
-        rec = list(rec)
         rec[_SUSPECTS] = [s for s in rec[_SUSPECTS] if s != suspect]
         self.store[key] = rec
         self._index_remove(suspect, ev.crime_ref)
@@ -201,32 +176,16 @@ class Register:
         if refs is None:
             self.store[key] = [crime_ref]
         elif crime_ref not in refs:
-            self.store[key] = refs + [crime_ref]
+            refs.append(crime_ref)  # in place, then written back: no copy of a long list
+            self.store[key] = refs
 
     def _index_remove(self, suspect: str, crime_ref: str) -> None:
         key = "s:" + suspect
-        refs = [r for r in self.store.get(key) or [] if r != crime_ref]
+        refs = self.store.get(key)
+        if refs is None or crime_ref not in refs:
+            return
+        refs.remove(crime_ref)
         if refs:
             self.store[key] = refs
-        elif self.store.get(key) is not None:
+        else:
             del self.store[key]
-
-    def purge(self, as_of: int) -> int:
-        """Forget event ids older than the window plus grace; returns how many."""
-        store = self.store
-        cutoff_day = (as_of - self.dedup_us) // US_PER_DAY
-        cursor = store.get("ed-cursor")
-        if cursor is None or cutoff_day <= cursor:
-            return 0
-        purged = 0
-        for day in range(cursor, cutoff_day):
-            bucket = store.get(f"ed:{day}")
-            if bucket is None:
-                continue
-            for event_id in bucket:
-                if store.get("e:" + event_id) is not None:
-                    del store["e:" + event_id]
-                    purged += 1
-            del store[f"ed:{day}"]
-        store["ed-cursor"] = cutoff_day
-        return purged

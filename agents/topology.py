@@ -1,0 +1,417 @@
+"""The streaming topology: the core's stages wired to Kafka topics and RocksDB tables.
+
+    crime-reports ─intake─▶ harmrank-register (by crime_ref) ─register─▶ harmrank-ledger (by suspect)
+                     │               ▲ aliases, to every partition          │ ledger: local top N
+                     └─▶ harmrank-identity (1 partition) ─identity─┘        ▼
+    harm-ranking ◀─ranker─ harmrank-candidates (1 partition) ◀──────────────┘
+
+Faust spends a fixed ~0.2 ms on every message a stream hands an agent, so the
+stages after intake do not speak in one Kafka message per fact: each stage
+sends, per batch, one envelope per destination partition holding all the
+facts for it (the partition chosen by a stable hash of crime_ref or suspect
+id). Only the input topic pays Faust's per-message price.
+
+Every stage works a batch against a write-back cache over its table
+partition, sends its envelopes and waits for the broker's acknowledgement,
+and only then writes its state: a crash replays the batch, and the facts are
+absolute state, so nothing is counted twice or lost. Bad input goes to
+`crime-reports.dlq` from the stage that can tell it is bad.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import zlib
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import faust
+
+from schemas.events import US_PER_SECOND, SuspectsMerged
+from schemas.harm_table import HarmTable
+from schemas.validate import Rejected, dead_letter, validate
+from streams.identity import Identity
+from streams.ledger import Ledger
+from streams.messages import (Alias, allegation_update_from_json, allegation_update_to_json,
+                              candidate_update_from_json, candidate_update_to_json)
+from streams.ranker import Ranker
+from streams.register import ACCEPTED, DUPLICATE, Register
+
+from . import metrics
+from .faust_store import PartitionStore
+from .settings import Settings
+
+log = logging.getLogger("harmrank")
+
+REGISTER_TOPIC = "harmrank-register"
+IDENTITY_TOPIC = "harmrank-identity"
+LEDGER_TOPIC = "harmrank-ledger"
+CANDIDATES_TOPIC = "harmrank-candidates"
+BATCH = 2000
+WITHIN = 0.01  # seconds a stage waits to fill a batch: bounds the latency each hop adds
+BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
+
+
+def partition_for(key: str, partitions: int) -> int:
+    """The register / ledger partition that owns `key`: stable across processes and restarts."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass
+class Runtime:
+    """What the stages and the web views share inside one worker process."""
+
+    settings: Settings
+    harm: HarmTable
+    ledgers: dict = field(default_factory=dict)  # ledger partition -> Ledger
+    ranker: Optional[Ranker] = None
+    offsets: dict = field(default_factory=dict)  # (topic, partition) -> last offset processed
+    ready: bool = False
+
+
+class Outbox:
+    """A batch's outgoing messages: facts grouped into one envelope per destination partition."""
+
+    def __init__(self):
+        self._envelopes: dict = {}  # (topic, partition) -> list of items
+        self._clock: dict = {}  # (topic, partition) -> as_of
+        self._t0: dict = {}
+        self.singles: list = []  # (topic, key, value bytes, partition) sent as they are
+
+    def add(self, topic, partition: int, item: Any, t0: float = 0.0) -> None:
+        self._envelopes.setdefault((topic, partition), []).append(item)
+        if t0 > self._t0.get((topic, partition), 0.0):
+            self._t0[(topic, partition)] = t0
+
+    def clock(self, topic, partition: int, as_of: int) -> None:
+        if as_of > self._clock.get((topic, partition), 0):
+            self._clock[(topic, partition)] = as_of
+
+    def messages(self) -> list:
+        out = list(self.singles)
+        for dest in set(self._envelopes) | set(self._clock):
+            topic, partition = dest
+            body = {"items": self._envelopes.get(dest, []), "t0": self._t0.get(dest, 0.0)}
+            if dest in self._clock:
+                body["as_of"] = self._clock[dest]
+            out.append((topic, None, _dumps(body), partition))
+        return out
+
+
+def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
+    rt = Runtime(settings, harm)
+    partitions = settings.partitions
+    app = faust.App(
+        "harmrank",
+        broker=settings.broker,
+        store="rocksdb://",
+        datadir=settings.data_dir,
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        producer_linger=0.005,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_port=settings.web_port,
+        web_host=settings.web_host,
+        stream_wait_empty=False,
+        logging_config=None,
+    )
+
+    def topic(name: str, n: int, internal: bool = True):
+        return app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw", internal=internal)
+
+    input_topic = topic(settings.input_topic, partitions, internal=False)
+    register_topic = topic(REGISTER_TOPIC, partitions)
+    identity_topic = topic(IDENTITY_TOPIC, 1)
+    ledger_topic = topic(LEDGER_TOPIC, partitions)
+    candidates_topic = topic(CANDIDATES_TOPIC, 1)
+    output_topic = topic(settings.output_topic, 1, internal=False)
+    dlq_topic = topic(settings.dlq_topic, 1, internal=False)
+
+    def table(name: str, n: int):
+        return app.Table(name, partitions=n, key_type=bytes, value_type=bytes)  # bytes: raw serializers
+
+    register_table = table("register", partitions)
+    identity_table = table("identity", 1)
+    ledger_table = table("ledger", partitions)
+    ranker_table = table("ranker", 1)
+
+    def seen(event) -> None:
+        msg = event.message
+        rt.offsets[(msg.topic, msg.partition)] = msg.offset
+
+    async def send_all(outbox: Outbox) -> None:
+        """Send the batch's messages; return once the broker has acknowledged them all."""
+        futures = [await t.send(key=k, value=v, partition=p) for t, k, v, p in outbox.messages()]
+        if futures:
+            await asyncio.gather(*futures)
+
+    def dlq(outbox: Outbox, reason: str, src: list, raw: Any) -> None:
+        outbox.singles.append((dlq_topic, None, _dumps(dead_letter(reason, src[0], src[1], src[2], raw)), None))
+
+    def by_partition(events) -> dict:
+        groups: dict = {}
+        for e in events:
+            groups.setdefault(e.message.partition, []).append(e)
+        return groups
+
+    def items_of(events):
+        """(event, envelope body, item) for every fact in a batch of envelopes."""
+        for e in events:
+            seen(e)
+            body = json.loads(e.message.value)
+            for item in body["items"]:
+                yield e, body, item
+
+    def tick_all_ledgers(outbox: Outbox, as_of: int) -> None:
+        for p in range(partitions):
+            outbox.clock(ledger_topic, p, as_of)
+
+    # -- intake: validate, route -----------------------------------------------------------
+
+    @app.agent(input_topic)
+    async def intake(stream):
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            outbox = Outbox()
+            now = now_us()
+            for e in events:
+                msg = e.message
+                seen(e)
+                src = [msg.topic, msg.partition, msg.offset]
+                result = validate(msg.value, harm, now_us=now)
+                if isinstance(result, Rejected):
+                    metrics.EVENTS_CONSUMED.labels(type=_type_of(msg.value), outcome="dead_lettered").inc()
+                    metrics.DEAD_LETTERS.labels(reason=result.code).inc()
+                    dlq(outbox, result.reason, src, msg.value)
+                    continue
+                item = {"raw": msg.value.decode(), "src": src}
+                t0 = msg.timestamp or time.time()
+                if isinstance(result, SuspectsMerged):
+                    outbox.add(identity_topic, 0, item, t0)
+                else:
+                    outbox.add(register_topic, partition_for(result.crime_ref, partitions), item, t0)
+            await send_all(outbox)
+            metrics.PROCESSING_LATENCY.labels(stage="intake").observe(
+                max(0.0, time.time() - (events[-1].message.timestamp or time.time())))
+
+    def reparse(item: dict):
+        """The event intake already validated (its raw payload travels, for the dead-letter topic)."""
+        return validate(item["raw"].encode(), harm, now_us=None)
+
+    def rejected(outbox: Outbox, event, outcome, item: dict) -> None:
+        metrics.EVENTS_CONSUMED.labels(type=event.type, outcome=_outcome(outcome.status)).inc()
+        if outcome.rejection:
+            code, detail = outcome.rejection
+            metrics.DEAD_LETTERS.labels(reason=code).inc()
+            dlq(outbox, f"{code}: {detail}", item["src"], item["raw"])
+
+    # -- register: reports, by crime_ref ----------------------------------------------------
+
+    @app.agent(register_topic)
+    async def register(stream):
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            for partition, group in by_partition(events).items():
+                store = PartitionStore(register_table, partition)
+                reg = Register(store, harm)
+                outbox, newest = Outbox(), None
+                for _, body, item in items_of(group):
+                    t0 = body.get("t0", 0.0)
+                    if "alias" in item:
+                        alias = Alias(*item["alias"])
+                        updates = reg.apply_alias(alias)
+                        at = alias.at
+                    else:
+                        event = reparse(item)
+                        outcome = reg.apply(event)
+                        if outcome.status != ACCEPTED:
+                            rejected(outbox, event, outcome, item)
+                            continue
+                        metrics.EVENTS_CONSUMED.labels(type=event.type, outcome="accepted").inc()
+                        updates, at = outcome.updates, event.at
+                    newest = at if newest is None else max(newest, at)
+                    for u in updates:
+                        outbox.add(ledger_topic, partition_for(u.suspect, partitions),
+                                   allegation_update_to_json(u), t0)
+                if newest is not None:
+                    tick_all_ledgers(outbox, newest)
+                await send_all(outbox)
+                store.flush(group[-1])
+
+    # -- identity: merges, one partition ----------------------------------------------------
+
+    @app.agent(identity_topic)
+    async def identity(stream):
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            store = PartitionStore(identity_table, 0)
+            ident = Identity(store)
+            outbox, newest = Outbox(), None
+            for _, body, item in items_of(events):
+                event = reparse(item)
+                outcome = ident.apply(event)
+                if outcome.status != ACCEPTED:
+                    rejected(outbox, event, outcome, item)
+                    continue
+                metrics.EVENTS_CONSUMED.labels(type=event.type, outcome="accepted").inc()
+                for alias in outcome.updates:
+                    for p in range(partitions):
+                        outbox.add(register_topic, p, {"alias": list(alias)}, body.get("t0", 0.0))
+                    newest = alias.at if newest is None else max(newest, alias.at)
+            if newest is not None:
+                tick_all_ledgers(outbox, newest)
+            await send_all(outbox)
+            store.flush(events[-1])
+
+    # -- ledger: suspects, by suspect ------------------------------------------------------
+
+    def ledger_for(partition: int) -> Ledger:
+        ledger = rt.ledgers.get(partition)
+        if ledger is None:
+            ledger = Ledger(PartitionStore(ledger_table, partition), settings.top_n, settings.window_days,
+                            settings.min_allegations, book_capacity=BOOK_CAPACITY_FACTOR * settings.top_n)
+            rt.ledgers[partition] = ledger
+        return ledger
+
+    @app.agent(ledger_topic)
+    async def ledger(stream):
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            for partition, group in by_partition(events).items():
+                led = ledger_for(partition)
+                clock_before = led.as_of
+                t0 = 0.0
+                try:
+                    for e in group:
+                        seen(e)
+                        body = json.loads(e.message.value)
+                        t0 = max(t0, body.get("t0", 0.0))
+                        for item in body["items"]:
+                            led.apply(allegation_update_from_json(item))
+                        if "as_of" in body:
+                            led.advance(body["as_of"])
+                    outbox = Outbox()
+                    for u in led.flush():
+                        outbox.add(candidates_topic, 0, candidate_update_to_json(u), t0)
+                    if led.as_of > clock_before:
+                        outbox.clock(candidates_topic, 0, led.as_of)
+                    await send_all(outbox)
+                    led.store.flush(group[-1])
+                except BaseException:
+                    rt.ledgers.pop(partition, None)  # its in-memory book may be ahead of the store
+                    raise
+            tracked = eligible = 0
+            for other in list(rt.ledgers.values()):
+                a, b = other.stats()
+                tracked += a
+                eligible += b
+            metrics.SUSPECTS_TRACKED.set(tracked)
+            metrics.SUSPECTS_ELIGIBLE.set(eligible)
+
+    # -- ranker: the global top N, one partition -------------------------------------------
+
+    def the_ranker() -> Ranker:
+        if rt.ranker is None:
+            rt.ranker = Ranker(PartitionStore(ranker_table, 0), settings.top_n)
+        return rt.ranker
+
+    @app.agent(candidates_topic)
+    async def ranker(stream):
+        async for events in stream.take_events(BATCH, within=WITHIN):
+            rk = the_ranker()
+            t0 = 0.0
+            try:
+                for e in events:
+                    seen(e)
+                    body = json.loads(e.message.value)
+                    t0 = max(t0, body.get("t0", 0.0))
+                    for item in body["items"]:
+                        rk.apply(candidate_update_from_json(item))
+                    if "as_of" in body:
+                        rk.advance(body["as_of"])
+                out = rk.flush()
+                outbox = Outbox()
+                outbox.singles = [(output_topic, o["suspect_id"].encode(), _dumps(o), None) for o in out]
+                await send_all(outbox)
+                rk.store.flush(events[-1])
+            except BaseException:
+                rt.ranker = None
+                raise
+            for o in out:
+                metrics.OUTPUT_EVENTS.labels(type=o["type"]).inc()
+                if o["type"] == "ranking.entered":
+                    metrics.RANKING_ENTRIES.inc()
+                else:
+                    metrics.RANKING_EXITS.labels(reason=o["reason"]).inc()
+            _ranker_gauges(rk)
+            if out and t0:
+                metrics.PROCESSING_LATENCY.labels(stage="ranker").observe(max(0.0, time.time() - t0))
+
+    # -- the wall clock, lag ---------------------------------------------------------------
+
+    if settings.clock == "wall":
+        @app.timer(interval=settings.tick_seconds)
+        async def wall_clock():
+            """Move every ledger partition's clock to now, so reports age out with no new input."""
+            if rt.ready:
+                outbox = Outbox()
+                tick_all_ledgers(outbox, now_us())
+                await send_all(outbox)
+
+    stage_of = {settings.input_topic: "intake", REGISTER_TOPIC: "register", IDENTITY_TOPIC: "register",
+                LEDGER_TOPIC: "ledger", CANDIDATES_TOPIC: "ranker"}
+
+    @app.timer(interval=5.0)
+    async def lag():
+        totals = dict.fromkeys(metrics.STAGES, 0)
+        try:
+            for tp in app.assignment.assigned_actives():
+                stage = stage_of.get(tp.topic)
+                high = app.consumer.highwater(tp) if stage else None
+                if high is not None:
+                    last = rt.offsets.get((tp.topic, tp.partition))
+                    totals[stage] += max(0, high - (last + 1 if last is not None else 0))
+        except Exception:  # lag is best effort; never stop the worker for it
+            log.debug("lag not measured", exc_info=True)
+            return
+        for stage, value in totals.items():
+            metrics.CONSUMER_LAG.labels(stage=stage).set(value)
+
+    @app.on_partitions_revoked.connect
+    def on_revoked(app_, revoked, **kwargs):  # a SyncSignal: the receiver must not be async
+        """Forget the in-memory indexes: their partitions may move, and Faust reopens their databases."""
+        rt.ledgers.clear()
+        rt.ranker = None
+
+    return app, rt
+
+
+def _outcome(status: str) -> str:
+    return {ACCEPTED: "accepted", DUPLICATE: "duplicate"}.get(status, "dead_lettered")
+
+
+def _type_of(raw: bytes) -> str:
+    """The event type for the metrics label, only if it is one of the known types."""
+    try:
+        value = json.loads(raw).get("type")
+    except Exception:
+        return "invalid"
+    return value if value in metrics.INPUT_TYPES else "invalid"
+
+
+def _ranker_gauges(rk: Ranker) -> None:
+    metrics.RANKING_MEMBERS.set(len(rk.book.members()))
+    threshold = rk.threshold()
+    metrics.THRESHOLD_SCORE.set(threshold.score / 100 if threshold else 0)
+    metrics.CLOCK_AS_OF.set(rk.as_of / US_PER_SECOND)

@@ -1,0 +1,135 @@
+"""The worker's HTTP API (SPEC §6): ranking, suspect breakdown, metrics, health.
+
+`/ranking` and `/suspects/{id}` are personal data: they answer only a request
+bearing `Authorization: Bearer <HARMRANK_API_TOKEN>` (compared in constant
+time), 401 without or with a wrong token, and 403 for everyone while no token
+is configured. `/metrics`, `/healthz` and `/readyz` hold no personal data.
+"""
+from __future__ import annotations
+
+import hmac
+from typing import Optional
+
+from faust import web
+
+from schemas.events import US_PER_DAY, us_to_iso
+from streams.ledger import summarise
+from streams.register import resolve
+
+from . import metrics
+from .faust_store import PartitionStore
+from .topology import Runtime
+
+
+def _authorise(view: web.View, request: web.Request, token: Optional[str]) -> Optional[web.Response]:
+    """None if the request may see personal data, else the error response."""
+    if not token:
+        return view.json({"error": "closed: no HARMRANK_API_TOKEN is configured on this worker"}, status=403)
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+        return view.json({"error": "a valid 'Authorization: Bearer <token>' header is required"}, status=401,
+                         headers={"WWW-Authenticate": 'Bearer realm="harmrank"'})
+    return None
+
+
+def ranking_body(rt: Runtime) -> dict:
+    rk = rt.ranker
+    entries = [] if rk is None else [
+        {"rank": rank, "suspect_id": suspect, "score": s.score / 100, "allegations": s.allegations,
+         "victims": s.victims} for rank, suspect, s in rk.ranking()]
+    as_of = None if rk is None or not rk.as_of else us_to_iso(rk.as_of)
+    return {"as_of": as_of, "entries": entries}
+
+
+def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
+    """His standing explained allegation by allegation, or None if no worker state knows him."""
+    identity_table = app.tables["identity"]
+    merged_into = None
+    if 0 in identity_table.data._dbs:
+        canonical = resolve(PartitionStore(identity_table, 0), suspect_id)
+        if canonical != suspect_id:
+            merged_into = canonical
+    target = merged_into or suspect_id
+    ledger_table = app.tables["ledger"]
+    record = None
+    for partition in list(ledger_table.data._dbs):
+        record = PartitionStore(ledger_table, partition).get("p:" + target)
+        if record is not None:
+            break
+    if record is None and merged_into is None:
+        return None
+    record = record or {}
+    settings = rt.settings
+    window_us = settings.window_days * US_PER_DAY
+    summary = summarise(record)
+    harm = rt.harm
+    allegations, linked = [], []
+    for crime_ref, (code, cents, vawg, recorded_at, victims) in sorted(record.items(), key=lambda kv: kv[1][3]):
+        entry = harm.get(code)
+        row = {"crime_ref": crime_ref, "offence_code": code, "title": entry.title if entry else "",
+               "days": cents / 100, "recorded_at": us_to_iso(recorded_at), "vawg": vawg,
+               "leaves_window_at": us_to_iso(recorded_at + window_us)}
+        (allegations if vawg else linked).append(row)
+    rank = None
+    if rt.ranker is not None and rt.ranker.book.is_member(target):
+        rank = rt.ranker.book.rank(target)
+    next_exit = allegations[0] if allegations else None
+    return {
+        "suspect_id": target,
+        "merged_from": suspect_id if merged_into else None,
+        "score": summary.score / 100,
+        "allegations_in_window": summary.allegations,
+        "eligible": summary.allegations >= settings.min_allegations,
+        "min_allegations": settings.min_allegations,
+        "rank": rank,
+        "victims": summary.victims,
+        "allegations": allegations,
+        "linked_offences": linked,
+        "next_to_leave": None if next_exit is None else {
+            "crime_ref": next_exit["crime_ref"], "at": next_exit["leaves_window_at"],
+            "score_after": (summary.score - int(round(next_exit["days"] * 100))) / 100},
+        "as_of": us_to_iso(rt.ranker.as_of) if rt.ranker is not None and rt.ranker.as_of else None,
+    }
+
+
+def install_views(app, rt: Runtime) -> None:
+    token = rt.settings.api_token
+
+    @app.page("/healthz")
+    class Healthz(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json({"status": "ok"})
+
+    @app.page("/readyz")
+    class Readyz(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            if rt.ready:
+                return self.json({"status": "ready"})
+            return self.json({"status": "recovering"}, status=503)
+
+    @app.page("/metrics")
+    class Metrics(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            body, content_type = metrics.render()
+            return self.bytes(body, content_type=content_type.split(";")[0])
+
+    @app.page("/ranking")
+    class Ranking(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            denied = _authorise(self, request, token)
+            if denied is not None:
+                return denied
+            return self.json(ranking_body(rt))
+
+    @app.page("/suspects/{suspect_id}")
+    class Suspect(web.View):
+        async def get(self, request: web.Request, suspect_id: str) -> web.Response:
+            denied = _authorise(self, request, token)
+            if denied is not None:
+                return denied
+            body = suspect_body(app, rt, suspect_id)
+            if body is None:
+                return self.json({"error": f"no suspect {suspect_id!r} has any allegation in the window"},
+                                 status=404)
+            return self.json(body)
