@@ -121,6 +121,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         producer_linger=0.005,
+        broker_commit_interval=10.0,
+        broker_commit_every=100_000,
         consumer_auto_offset_reset="earliest",
         table_standby_replicas=0,
         web_enabled=True,
