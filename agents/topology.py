@@ -52,6 +52,7 @@ CANDIDATES_TOPIC = "harmrank-candidates"
 BATCH = 2000
 WITHIN = 0.01  # seconds a stage waits to fill a batch: bounds the latency each hop adds
 BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
+OFFSET_KEY = "offset"  # in each stage partition's store: the last input offset its state includes
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -156,6 +157,20 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         msg = event.message
         rt.offsets[(msg.topic, msg.partition)] = msg.offset
 
+    def unapplied(store: PartitionStore, events: list) -> list:
+        """The events this partition's state does not include yet.
+
+        A stage writes the offset of the last message it applied together with
+        its state, so the replay that follows a crash (Faust commits offsets
+        later than we write state) skips what was applied, instead of applying
+        older absolute facts over newer ones and going back in time.
+        """
+        last = store.get(OFFSET_KEY)
+        fresh = events if last is None else [e for e in events if e.message.offset > last]
+        if fresh:
+            store[OFFSET_KEY] = fresh[-1].message.offset
+        return fresh
+
     async def send_all(outbox: Outbox) -> None:
         """Send the batch's messages; return once the broker has acknowledged them all."""
         futures = [await t.send(key=k, value=v, partition=p) for t, k, v, p in outbox.messages()]
@@ -230,7 +245,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 store = PartitionStore(register_table, partition)
                 reg = Register(store, harm)
                 outbox, newest = Outbox(), None
-                for _, body, item in items_of(group):
+                for _, body, item in items_of(unapplied(store, group)):
                     t0 = body.get("t0", 0.0)
                     if "alias" in item:
                         alias = Alias(*item["alias"])
@@ -261,7 +276,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             store = PartitionStore(identity_table, 0)
             ident = Identity(store)
             outbox, newest = Outbox(), None
-            for _, body, item in items_of(events):
+            for _, body, item in items_of(unapplied(store, events)):
                 event = reparse(item)
                 outcome = ident.apply(event)
                 if outcome.status != ACCEPTED:
@@ -295,7 +310,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 clock_before = led.as_of
                 t0 = 0.0
                 try:
-                    for e in group:
+                    for e in unapplied(led.store, group):
                         seen(e)
                         body = json.loads(e.message.value)
                         t0 = max(t0, body.get("t0", 0.0))
@@ -334,7 +349,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             rk = the_ranker()
             t0 = 0.0
             try:
-                for e in events:
+                for e in unapplied(rk.store, events):
                     seen(e)
                     body = json.loads(e.message.value)
                     t0 = max(t0, body.get("t0", 0.0))

@@ -1,0 +1,252 @@
+"""End-to-end: a real tansu broker, real `harmrank worker` subprocesses, no mocks.
+
+Each test runs its own broker (the worker's internal topics and consumer group have
+fixed names), its own data directory and its own web port.
+"""
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+from collections import Counter
+
+import pytest
+
+from streams.simulate import generate
+
+from .conftest import (
+    DLQ_TOPIC,
+    INPUT_TOPIC,
+    batch_rank,
+    produce_raw,
+    publish_file,
+    read_topic,
+    replay_membership,
+    wait_membership,
+    write_feed,
+)
+
+pytestmark = pytest.mark.e2e
+
+FEED_EVENTS = 6000
+
+
+def _topic_partitions(broker, topic: str) -> int:
+    from kafka import KafkaConsumer
+
+    c = KafkaConsumer(bootstrap_servers=broker.bootstrap, session_timeout_ms=6000)
+    try:
+        return len(c.partitions_for_topic(topic) or ())
+    finally:
+        c.close()
+
+
+# -- 1. the stream equals the batch ---------------------------------------------------------
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_stream_equals_batch(partitions, own_broker, workers, tmp_path):
+    feed = write_feed(tmp_path / "feed.jsonl",
+                      generate(seed=100 + partitions, events=FEED_EVENTS, invalid_rate=0.005))
+    expected = batch_rank(feed)
+    assert len(expected) == 100, "the feed should fill a top 100"
+
+    worker = workers(own_broker, partitions=partitions).start()
+    worker.wait_ready()
+    assert _topic_partitions(own_broker, INPUT_TOPIC) == partitions
+    publish_file(own_broker, feed)
+
+    ranking = worker.wait_ranking_equals(expected, timeout=90)
+    assert ranking["as_of"], ranking
+
+    # harm-ranking, replayed from the beginning: never more than 100 members, every exit
+    # after an entry, no double entry, and it ends on exactly the batch top 100.
+    events = wait_membership(own_broker, {r["suspect_id"] for r in expected}, top_n=100)
+    ids = [e["event_id"] for e in events]
+    assert len(ids) == len(set(ids)), "a crash-free run re-sent an output event"
+    assert any(e["type"] == "ranking.exited" for e in events), "a 6000-event feed should displace someone"
+
+
+# -- 2. kill -9 in the middle, restart ------------------------------------------------------
+
+def test_kill_minus_9_and_restart(own_broker, workers, tmp_path):
+    events = list(generate(seed=202, events=FEED_EVENTS, invalid_rate=0.005))
+    half = len(events) // 2
+    first = write_feed(tmp_path / "first.jsonl", events[:half])
+    second = write_feed(tmp_path / "second.jsonl", events[half:])
+    whole = write_feed(tmp_path / "whole.jsonl", events)
+    expected = batch_rank(whole)
+    assert len(expected) == 100
+
+    worker = workers(own_broker, partitions=4).start()
+    worker.wait_ready()
+    publish_file(own_broker, first)
+    time.sleep(3.0)  # mid-processing
+    worker.kill9()
+    assert not worker.alive()
+    publish_file(own_broker, second)
+
+    worker.start()  # same data dir, same port
+    worker.wait_ready(timeout=120)
+    worker.wait_ranking_equals(expected, timeout=120)
+
+    out = wait_membership(own_broker, {r["suspect_id"] for r in expected}, top_n=100, dedup=True)
+    assert out
+
+
+# -- 3. the wall clock expires allegations with no new input --------------------------------
+
+def _iso(t: dt.datetime) -> str:
+    return t.astimezone(dt.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _report(event_id: str, at: str, crime_ref: str, code: str, suspect: str, victim: str) -> dict:
+    return {"event_id": event_id, "type": "report.recorded", "at": at, "crime_ref": crime_ref,
+            "offence_code": code, "suspects": [suspect], "victims": [{"id": victim, "sex": "F"}]}
+
+
+def test_wall_clock_expiry(own_broker, workers, tmp_path):
+    worker = workers(own_broker, partitions=4, clock="wall", tick_seconds=1, top_n=3, min_allegations=2).start()
+    worker.wait_ready()
+
+    now = dt.datetime.now(dt.timezone.utc)
+    margin = dt.timedelta(seconds=12)  # the old reports leave the window this long after now
+    old_at = now - dt.timedelta(days=365) + margin
+    recent_at = now - dt.timedelta(days=1)
+    old = ["SOLD1", "SOLD2"]
+    recent = "SNEW1"
+    feed = []
+    for i, s in enumerate(old):
+        feed.append(_report(f"e-old-{i}-a", _iso(old_at), f"CR-OLD-{i}-A", "105/01", s, f"VOLD{i}"))
+        feed.append(_report(f"e-old-{i}-b", _iso(old_at + dt.timedelta(milliseconds=10 * i)),
+                            f"CR-OLD-{i}-B", "008/06", s, f"VOLD{i}"))
+    feed.append(_report("e-new-a", _iso(recent_at), "CR-NEW-A", "008/06", recent, "VNEW"))
+    feed.append(_report("e-new-b", _iso(recent_at), "CR-NEW-B", "105/01", recent, "VNEW"))
+    produce_raw(own_broker, [(e["crime_ref"].encode(), json.dumps(e).encode()) for e in feed])
+
+    # all three enter while the old reports are in the window...
+    deadline = time.monotonic() + 60
+    entered, exits = set(), []
+    while time.monotonic() < deadline:
+        outs = [json.loads(r.value) for r in read_topic(own_broker, "harm-ranking", quiet=1.0, timeout=10)]
+        replay_membership(outs, top_n=3)
+        entered = {e["suspect_id"] for e in outs if e["type"] == "ranking.entered"}
+        exits = [e for e in outs if e["type"] == "ranking.exited"]
+        if {e["suspect_id"] for e in exits} >= set(old):
+            break
+        time.sleep(1.0)
+    assert entered == set(old) | {recent}, f"entered {entered}\n{worker.log_tail(1500)}"
+    # ... and the old ones leave once the wall clock moves past them, with no new input
+    by_suspect = {e["suspect_id"]: e for e in exits}
+    assert set(by_suspect) == set(old), f"exits: {exits}\n{worker.log_tail(1500)}"
+    for s in old:
+        e = by_suspect[s]
+        assert e["reason"] == "expired", e
+        assert e["cause"].startswith("clock:"), e
+    ranking = worker.ranking()
+    assert [r["suspect_id"] for r in ranking["entries"]] == [recent], ranking
+    assert worker.get("/readyz")[0] == 200
+
+
+# -- 4. every kind of bad input goes to the dead-letter topic -------------------------------
+
+def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
+    at = "2025-06-01T10:00:00+00:00"
+
+    def ev(eid, etype, **fields):
+        return {"event_id": eid, "type": etype, "at": fields.pop("at", at), **fields}
+
+    def rec(eid, ref, suspects, code="008/06", victim="VG1", **extra):
+        return ev(eid, "report.recorded", crime_ref=ref, offence_code=code, suspects=suspects,
+                  victims=[{"id": victim, "sex": "F"}], **extra)
+
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).isoformat()
+    good = [
+        rec("g1", "CR-G1", ["SG1"], "008/06", "VG1"),
+        rec("g2", "CR-G2", ["SG1"], "019/08", "VG2"),
+        rec("g3", "CR-G3", ["SG2"], "105/01", "VG3"),
+        rec("g4", "CR-G4", ["SG2"], "008/66", "VG3"),
+        rec("g5", "CR-G5", ["SG3", "SG2"], "008/06", "VG4"),
+        rec("g6", "CR-G6", ["SG3"], "003/01", "VG5"),
+        rec("g7", "CR-CANCEL", ["SG3"], "008/06", "VG6"),
+        ev("g8", "report.cancelled", crime_ref="CR-CANCEL"),
+    ]
+    oversized = rec("b-big", "CR-BIG", ["SG1"], "008/06", "VG1", padding="x" * (70 * 1024))
+    # (label, key, raw bytes, expected reason prefix)
+    bad = [
+        ("not_utf8", b"CR-X1", b'{"event_id": "\xff\xfe\xfd", "type": "report.cancelled"}', "not_utf8"),
+        ("not_json", None, b"{this is not json", "bad_json"),
+        ("array", None, b'[{"event_id": "b-arr"}]', "not_object"),
+        ("unknown_type", b"CR-G1", json.dumps(ev("b-type", "report.deleted", crime_ref="CR-G1")).encode(),
+         "unknown_type"),
+        ("missing_field", b"CR-MISS", json.dumps({k: v for k, v in rec("b-miss", "CR-MISS", ["SG1"]).items()
+                                                   if k != "victims"}).encode(), "missing_field"),
+        ("bad_field_type", b"CR-BADT", json.dumps(rec("b-badt", "CR-BADT", ["SG1"], code=105)).encode(),
+         "bad_field"),
+        ("bad_timestamp", b"CR-TS", json.dumps(rec("b-ts", "CR-TS", ["SG1"], at="2025-13-45T99:00:00Z")).encode(),
+         "bad_timestamp"),
+        ("future", b"CR-FUT", json.dumps(rec("b-fut", "CR-FUT", ["SG1"], at=future)).encode(), "future_timestamp"),
+        ("unknown_code", b"CR-UNK", json.dumps(rec("b-code", "CR-UNK", ["SG1"], code="999/99")).encode(),
+         "unknown_offence_code"),
+        ("oversized", b"CR-BIG", json.dumps(oversized).encode(), "oversized"),
+        ("unknown_crime_ref", b"CR-NOPE", json.dumps(ev("b-nope", "report.cancelled", crime_ref="CR-NOPE")).encode(),
+         "unknown_crime_ref"),
+        ("already_recorded", b"CR-G1", json.dumps(rec("b-again", "CR-G1", ["SG9"], "019/08")).encode(),
+         "already_recorded"),
+        ("cancelled", b"CR-CANCEL", json.dumps(ev("b-canc", "suspect.linked", crime_ref="CR-CANCEL",
+                                                  suspect_id="SG9")).encode(), "cancelled_crime_ref"),
+        ("self_merge", b"suspects.merged", json.dumps(ev("b-self", "suspects.merged", suspect_id="SG1",
+                                                         into="SG1")).encode(), "self_merge"),
+    ]
+    assert len(json.dumps(oversized).encode()) > 64 * 1024
+
+    # the file-expressible part, for `harmrank rank` (every line but the non-UTF-8 one)
+    lines = [json.dumps(e) for e in good] + [raw.decode() for label, _, raw, _ in bad if label != "not_utf8"]
+    feed = tmp_path / "mixed.jsonl"
+    feed.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = batch_rank(feed)
+    assert {r["suspect_id"] for r in expected} == {"SG1", "SG2", "SG3"}, expected
+
+    worker = workers(own_broker, partitions=4).start()
+    worker.wait_ready()
+    good_msgs = [(e["crime_ref"].encode(), json.dumps(e).encode()) for e in good]
+    produce_raw(own_broker, good_msgs)
+    placed = produce_raw(own_broker, [(k, raw) for _, k, raw, _ in bad])
+
+    records = read_topic(own_broker, DLQ_TOPIC, expected=len(bad), quiet=2.0, timeout=90)
+    letters = [json.loads(r.value) for r in records]
+    assert len(letters) == len(bad), f"{len(letters)} dead letters for {len(bad)} bad messages:\n" + \
+        "\n".join(str({k: (v if k != 'payload' else v[:80]) for k, v in x.items()}) for x in letters) + \
+        f"\n{worker.log_tail(1500)}"
+    by_payload = {}
+    for letter in letters:
+        assert set(letter) >= {"reason", "topic", "partition", "offset", "payload"}, letter
+        by_payload.setdefault(letter["payload"], []).append(letter)
+    for (label, _, raw, prefix), (partition, offset) in zip(bad, placed):
+        payload = base64.b64encode(raw).decode("ascii") if label == "not_utf8" else raw.decode("utf-8")
+        found = by_payload.get(payload)
+        assert found and len(found) == 1, f"{label}: no single dead letter with its payload ({found})"
+        letter = found[0]
+        assert letter["reason"].startswith(prefix), f"{label}: reason {letter['reason']!r}, expected {prefix}"
+        assert (letter["topic"], letter["partition"], letter["offset"]) == (INPUT_TOPIC, partition, offset), \
+            f"{label}: source {letter['topic']}/{letter['partition']}@{letter['offset']}, " \
+            f"expected {INPUT_TOPIC}/{partition}@{offset}"
+
+    assert worker.get("/readyz")[0] == 200
+    worker.wait_ranking_equals(expected, timeout=60)
+
+    # harmrank_dead_letters_total{reason} matches the dead-letter topic, reason by reason
+    from prometheus_client.parser import text_string_to_metric_families
+
+    dlq_counts = Counter(letter["reason"].split(":", 1)[0] for letter in letters)
+    status, body = worker.get("/metrics")
+    assert status == 200
+    metric_counts = {}
+    for family in text_string_to_metric_families(body.decode()):
+        for sample in family.samples:
+            if sample.name == "harmrank_dead_letters_total":
+                metric_counts[sample.labels["reason"]] = int(sample.value)
+    assert metric_counts, "no harmrank_dead_letters_total in /metrics"
+    for reason in set(metric_counts) | set(dlq_counts):
+        assert metric_counts.get(reason, 0) == dlq_counts.get(reason, 0), \
+            f"reason {reason}: metric {metric_counts.get(reason, 0)}, dead-letter topic {dlq_counts.get(reason, 0)}"
