@@ -130,6 +130,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         web_bind=settings.web_host,
         web_port=settings.web_port,
         web_host=settings.web_host,
+        canonical_url=_canonical_url(settings),
         stream_wait_empty=False,
         logging_config=None,
     )
@@ -412,6 +413,16 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         rt.ranker = None
 
     return app, rt
+
+
+def _canonical_url(settings: Settings) -> str:
+    """How the other workers reach this one's web server (they proxy API requests to the owner)."""
+    import socket
+
+    host = settings.web_host
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.getfqdn()
+    return f"http://{host}:{settings.web_port}"
 
 
 def _outcome(status: str) -> str:

@@ -11,6 +11,9 @@ import hmac
 from typing import Optional
 
 from faust import web
+from faust.exceptions import SameNode
+from faust.types import TP
+from yarl import URL
 
 from schemas.events import US_PER_DAY, us_to_iso
 from streams.ledger import summarise
@@ -18,7 +21,7 @@ from streams.register import resolve
 
 from . import metrics
 from .faust_store import PartitionStore
-from .topology import Runtime
+from .topology import Runtime, partition_for
 
 
 def _authorise(view: web.View, request: web.Request, token: Optional[str]) -> Optional[web.Response]:
@@ -42,15 +45,34 @@ def ranking_body(rt: Runtime) -> dict:
     return {"as_of": as_of, "entries": entries}
 
 
+def _canonical(app, suspect_id: str) -> str:
+    """The id his record lives under now (merges), as far as this worker's identity table knows."""
+    identity_table = app.tables["identity"]
+    if 0 not in identity_table.data._dbs:
+        return suspect_id
+    return resolve(PartitionStore(identity_table, 0), suspect_id)
+
+
+async def _remote_rank(app, view: web.View, request: web.Request, suspect_id: str) -> Optional[int]:
+    """His rank from the worker that holds the ranker, when that is another one."""
+    table = app.tables["ranker"]
+    url = getattr(app.assignor, "_tps_url", {}).get(TP(table.changelog_topic.get_topic_name(), 0))
+    if url is None:
+        return None
+    try:
+        async with app.http_client.get(str(URL(url).with_path("/ranking")),
+                                       headers={"Authorization": request.headers.get("Authorization", "")}) as r:
+            entries = (await r.json()).get("entries", [])
+    except Exception:
+        return None
+    return next((e["rank"] for e in entries if e["suspect_id"] == suspect_id), None)
+
+
 def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
     """His standing explained allegation by allegation, or None if no worker state knows him."""
-    identity_table = app.tables["identity"]
-    merged_into = None
-    if 0 in identity_table.data._dbs:
-        canonical = resolve(PartitionStore(identity_table, 0), suspect_id)
-        if canonical != suspect_id:
-            merged_into = canonical
-    target = merged_into or suspect_id
+    canonical = _canonical(app, suspect_id)
+    merged_into = canonical if canonical != suspect_id else None
+    target = canonical
     ledger_table = app.tables["ledger"]
     record = None
     for partition in list(ledger_table.data._dbs):
@@ -93,6 +115,23 @@ def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
     }
 
 
+async def _from_owner(app, view: web.View, request: web.Request, table_name: str, partition: int):
+    """The owner's answer when another worker holds `partition` of the table, else None (answer here).
+
+    With several workers the ranker and each ledger partition live on one of
+    them; any worker answers by proxying to the owner, as Faust's router does.
+    """
+    table = app.tables[table_name]
+    tp = TP(table.changelog_topic.get_topic_name(), partition)
+    url = getattr(app.assignor, "_tps_url", {}).get(tp)
+    if url is None:
+        return None
+    try:
+        return await app.router._route_req(URL(url), view.web, request)
+    except SameNode:
+        return None
+
+
 def install_views(app, rt: Runtime) -> None:
     token = rt.settings.api_token
 
@@ -120,7 +159,8 @@ def install_views(app, rt: Runtime) -> None:
             denied = _authorise(self, request, token)
             if denied is not None:
                 return denied
-            return self.json(ranking_body(rt))
+            routed = await _from_owner(app, self, request, "ranker", 0)
+            return routed if routed is not None else self.json(ranking_body(rt))
 
     @app.page("/suspects/{suspect_id}")
     class Suspect(web.View):
@@ -128,7 +168,13 @@ def install_views(app, rt: Runtime) -> None:
             denied = _authorise(self, request, token)
             if denied is not None:
                 return denied
+            routed = await _from_owner(app, self, request, "ledger",
+                                       partition_for(_canonical(app, suspect_id), rt.settings.partitions))
+            if routed is not None:
+                return routed
             body = suspect_body(app, rt, suspect_id)
+            if body is not None and body["rank"] is None and rt.ranker is None:
+                body["rank"] = await _remote_rank(app, self, request, body["suspect_id"])
             if body is None:
                 return self.json({"error": f"no suspect {suspect_id!r} has any allegation in the window"},
                                  status=404)

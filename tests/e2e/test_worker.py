@@ -250,3 +250,25 @@ def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
     for reason in set(metric_counts) | set(dlq_counts):
         assert metric_counts.get(reason, 0) == dlq_counts.get(reason, 0), \
             f"reason {reason}: metric {metric_counts.get(reason, 0)}, dead-letter topic {dlq_counts.get(reason, 0)}"
+
+
+# -- 6. two workers share the partitions; either one answers the API ----------------------
+
+def test_two_workers_share_the_work_and_either_answers(own_broker, workers, tmp_path):
+    feed = write_feed(tmp_path / "feed.jsonl", generate(seed=606, events=FEED_EVENTS, invalid_rate=0.0))
+    expected = batch_rank(feed)
+    first = workers(own_broker, partitions=4).start()
+    first.wait_ready()
+    second = workers(own_broker, partitions=4).start()
+    second.wait_ready()
+    publish_file(own_broker, feed)
+    # Each worker answers /ranking with the whole top N, whichever of them holds the ranker.
+    first.wait_ranking_equals(expected, timeout=120)
+    second.wait_ranking_equals(expected, timeout=60)
+    top = expected[0]["suspect_id"]
+    for w in (first, second):
+        body = w.get_json(f"/suspects/{top}", token=w.token)
+        assert body["suspect_id"] == top
+        assert body["score"] == expected[0]["score"]
+        assert body["allegations_in_window"] == expected[0]["allegations"]
+        assert body["rank"] == 1
