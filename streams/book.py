@@ -1,18 +1,26 @@
-"""The top-N book: a sorted index of rank keys that says who entered and who left.
+"""The top-N book: an index of rank keys that says who entered and who left the top N.
 
-Updates are O(log n) (a SortedList). With `capacity` set, the book keeps only
-the best `capacity` entries in memory, so memory stays flat however many
-suspects there are; when departures shrink it below N while better-ranked
-entries may exist outside it, it refills itself from `refill()` (a scan of the
+Only the top N is kept in order (a small sorted list: the members). Every other
+held entry waits in a binary heap, so an update to a suspect far from the top
+costs a dict write and a heap push (O(1) on average) instead of a search
+through a million keys, whose cache misses dominated the hot path. The heap is
+lazy: an entry's old keys stay in it, are recognised as stale when they reach
+its head, and are swept out when they outnumber the live ones.
+
+With `capacity` set, the book holds at most `capacity` entries, so memory stays
+flat however many suspects there are. It is then truncated: it drops the worst
+ones, remembers the best key it dropped as `floor`, and holds a new key only if
+it ranks above that floor. When departures leave fewer than N held while better
+entries may exist outside, it refills itself from `refill()` (a scan of the
 store). Invariant of a truncated book: every entry outside ranks below every
 entry inside, so its first N are always the exact top N.
 """
 from __future__ import annotations
 
+import heapq
+from bisect import bisect_left, insort
 from itertools import islice
 from typing import Callable, Iterable, Optional
-
-from sortedcontainers import SortedList
 
 
 class TopBook:
@@ -27,8 +35,11 @@ class TopBook:
         self.n = n
         self.capacity = capacity
         self._refill = refill
-        self._sorted: SortedList = SortedList()
-        self._keys: dict = {}
+        self._top: list = []  # the best min(N, held) keys, sorted: the members (N is small)
+        self._members: set = set()  # their idents
+        self._rest: list = []  # heap of the other held keys, with stale copies
+        self._keys: dict = {}  # ident -> key of every held entry
+        self._floor = None  # truncated: the best key not held; only better keys are held
         self.truncated = False
         self.refills = 0
 
@@ -42,64 +53,132 @@ class TopBook:
         return self._keys.get(ident)
 
     def rank(self, ident) -> Optional[int]:
-        """1-based rank among the held entries, or None."""
+        """1-based rank among the held entries, or None (O(log N) for a member, O(held) otherwise)."""
         key = self._keys.get(ident)
-        return None if key is None else self._sorted.index(key) + 1
+        if key is None:
+            return None
+        if ident in self._members:
+            return bisect_left(self._top, key) + 1
+        return 1 + sum(1 for k in self._keys.values() if k < key)
 
     def is_member(self, ident) -> bool:
-        key = self._keys.get(ident)
-        return key is not None and self._sorted.bisect_left(key) < self.n
+        return ident in self._members
 
     def top(self, n: Optional[int] = None) -> list:
         """The first n (default N) keys in rank order; each key ends with its ident."""
-        return list(islice(self._sorted, self.n if n is None else n))
+        n = self.n if n is None else n
+        if n <= self.n:
+            return list(islice(self._top, n))
+        rest = heapq.nsmallest(n - len(self._top), (k for i, k in self._keys.items() if i not in self._members))
+        return list(self._top) + rest
 
     def members(self) -> list:
-        return [key[-1] for key in islice(self._sorted, self.n)]
+        return [key[-1] for key in self._top]
 
     def threshold(self):
         """The key at rank N, or None while fewer than N are held."""
-        return self._sorted[self.n - 1] if len(self._sorted) >= self.n else None
+        return self._top[self.n - 1] if len(self._top) >= self.n else None
 
     def update(self, ident, key) -> tuple[list, list]:
         """Set ident's key (a tuple ending in ident), or remove it (None).
 
-        Returns (entered, exited): the idents whose top-N membership changed.
+        Returns (entered, exited): the idents whose top-N membership changed
+        (at most ident and the one that crosses rank N the other way).
         """
-        n = self.n
         old = self._keys.get(ident)
         if old == key:
             return [], []
-        sl = self._sorted
-        touches_top = (self.truncated and len(sl) <= n) or (old is not None and sl.bisect_left(old) < n) or (
-            key is not None and (len(sl) < n or key < sl[n - 1]))
-        before = self.members() if touches_top else None
+        before = {ident: ident in self._members}  # membership before, of every ident touched
+        held = key is not None and (self._floor is None or key < self._floor)
         if old is not None:
-            sl.remove(old)
             del self._keys[ident]
-        if key is not None:
-            if self.capacity is None or not self.truncated or not sl or key < sl[-1]:
-                sl.add(key)
-                self._keys[ident] = key
-            if self.capacity is not None and len(sl) > self.capacity:
-                dropped = sl.pop()
-                del self._keys[dropped[-1]]
-                self.truncated = True
-        if self.truncated and len(sl) < n:
+            if before[ident]:
+                del self._top[bisect_left(self._top, old)]
+                self._members.discard(ident)
+                if not (held and self._beats_waiting(key)):  # else he simply keeps his seat
+                    promoted = self._promote()
+                    if promoted is not None:
+                        before.setdefault(promoted, False)
+            # otherwise its copy in the heap is stale from now on
+        if held:
+            self._keys[ident] = key
+            top = self._top
+            if len(top) < self.n or key < top[-1]:
+                insort(top, key)
+                self._members.add(ident)
+                if len(top) > self.n:
+                    demoted = top.pop()
+                    self._members.discard(demoted[-1])
+                    heapq.heappush(self._rest, demoted)
+                    before.setdefault(demoted[-1], True)
+            else:
+                heapq.heappush(self._rest, key)
+            if self.capacity is not None and len(self._keys) > self.capacity:
+                self._trim()
+        if len(self._rest) > 2 * (len(self._keys) - len(self._top)) + 64:
+            self._compact()
+        if self.truncated and len(self._top) < self.n:
+            old_members = {i for i in self._members if before.get(i, True)} | {i for i, was in before.items() if was}
             self.rebuild(self._refill())
-        if before is None:
-            return [], []
-        after = self.members()
-        before_set, after_set = set(before), set(after)
-        return [i for i in after if i not in before_set], [i for i in before if i not in after_set]
+            before = {i: i in old_members for i in old_members | set(self._members)}
+        members = self._members
+        return ([i for i, was in before.items() if not was and i in members],
+                [i for i, was in before.items() if was and i not in members])
+
+    def _live(self, key) -> bool:
+        ident = key[-1]
+        return ident not in self._members and self._keys.get(ident) == key
+
+    def _beats_waiting(self, key) -> bool:
+        """Whether `key` ranks above every waiting entry (stale heads are dropped on the way)."""
+        rest = self._rest
+        while rest and not self._live(rest[0]):
+            heapq.heappop(rest)
+        return not rest or key < rest[0]
+
+    def _promote(self):
+        """Move the best waiting entry into the top; returns its ident, or None if none waits."""
+        rest = self._rest
+        while rest:
+            key = heapq.heappop(rest)
+            if self._live(key):
+                insort(self._top, key)
+                self._members.add(key[-1])
+                return key[-1]
+        return None
+
+    def _waiting(self) -> list:
+        """The keys of the held entries outside the top, unordered."""
+        return [k for i, k in self._keys.items() if i not in self._members]
+
+    def _compact(self) -> None:
+        """Drop the stale heap entries (amortised O(1): runs when they outnumber the live ones)."""
+        self._rest = self._waiting()
+        heapq.heapify(self._rest)
+
+    def _trim(self) -> None:
+        """Over capacity: drop the worst waiting entries, halfway down to N so trims stay rare."""
+        waiting = sorted(self._waiting())
+        keep = max(0, len(waiting) - (len(self._keys) - self.capacity) - (self.capacity - self.n) // 2)
+        for key in waiting[keep:]:
+            del self._keys[key[-1]]
+        dropped = waiting[keep]
+        if self._floor is None or dropped < self._floor:
+            self._floor = dropped
+        self._rest = waiting[:keep]  # a sorted list is a heap
+        self.truncated = True
 
     def rebuild(self, entries: Iterable[tuple]) -> None:
         """Replace the content by `entries` (keys ending in their ident), keeping the best `capacity`."""
-        sl = SortedList(entries)
+        keys = sorted(entries)
         self.truncated = False
-        if self.capacity is not None and len(sl) > self.capacity:
-            del sl[self.capacity:]
+        self._floor = None
+        if self.capacity is not None and len(keys) > self.capacity:
+            self._floor = keys[self.capacity]
+            del keys[self.capacity:]
             self.truncated = True
-        self._sorted = sl
-        self._keys = {key[-1]: key for key in sl}
+        self._top = keys[:self.n]
+        self._members = {key[-1] for key in self._top}
+        self._rest = keys[self.n:]
+        self._keys = {key[-1]: key for key in keys}
         self.refills += 1

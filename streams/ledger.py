@@ -7,13 +7,16 @@ an index of hourly expiry buckets, and keeps the partition's local top N in a
 suspect outside his partition's top N cannot be in the global top N, so the
 ranker's input does not grow with every score change.
 
-Scores are recomputed from the suspect's own integer allegations on every
-change (a handful of integers), so they are exact by construction and never
-drift, whatever the order of additions and removals.
+Scores are exact integers (hundredths of a day). A suspect's summary is summed
+afresh from his own allegations, except for the few prolific suspects whose
+record holds thousands of them: for those an in-memory `_Tally` (like the
+book, an index derived from the store and rebuilt from it when the ledger is
+recreated) keeps the sums up to date in O(1) per change, still in integers.
 """
 from __future__ import annotations
 
 import bisect
+from collections import Counter
 from typing import Optional
 
 from schemas.events import US_PER_DAY, us_to_iso
@@ -43,6 +46,47 @@ def summarise(allegations: dict) -> Summary:
     return Summary(score, count, newest, len(victims))
 
 
+# Records at least this big keep a _Tally; below half of it they go back to summarise().
+TALLY_MIN = 32
+
+
+class _Tally:
+    """The running sums of summarise() for one big record, so a change costs O(1), not O(allegations)."""
+
+    __slots__ = ("score", "count", "newest", "victims")
+
+    def __init__(self, rec: dict):
+        self.score = self.count = self.newest = 0
+        self.victims: Counter = Counter()
+        for a in rec.values():
+            self.add(a)
+
+    def add(self, a: list) -> None:
+        if a[_VAWG]:
+            self.score += a[_CENTS]
+            self.count += 1
+            if a[_RECORDED] > self.newest:
+                self.newest = a[_RECORDED]
+            self.victims.update(a[_VICTIMS])
+
+    def remove(self, a: list, rec: dict) -> None:
+        """Take out `a`, already gone from `rec` (which is rescanned only if `a` was the newest)."""
+        if a[_VAWG]:
+            self.score -= a[_CENTS]
+            self.count -= 1
+            victims = self.victims
+            for v in a[_VICTIMS]:
+                if victims[v] == 1:
+                    del victims[v]
+                else:
+                    victims[v] -= 1
+            if a[_RECORDED] == self.newest:  # expiries take the oldest, so this is rare
+                self.newest = max((x[_RECORDED] for x in rec.values() if x[_VAWG]), default=0)
+
+    def summary(self) -> Summary:
+        return Summary(self.score, self.count, self.newest, len(self.victims))
+
+
 class Ledger:
     def __init__(self, store: Store, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
                  book_capacity: Optional[int] = None):
@@ -53,6 +97,7 @@ class Ledger:
         self._book_capacity = book_capacity
         self._book: Optional[TopBook] = None
         self._dirty: dict = {}  # suspect -> (why, cause) since the last flush
+        self._tallies: dict = {}  # suspect -> _Tally, for records of TALLY_MIN allegations or more
 
     # -- reading -----------------------------------------------------------------
 
@@ -65,7 +110,21 @@ class Ledger:
         if self._book is None:  # first use, or after a restart: rebuild from the store
             self._book = TopBook(self.top_n, self._book_capacity, self._eligible_keys)
             self._book.rebuild(self._eligible_keys())
+            self._reconcile()
         return self._book
+
+    def _reconcile(self) -> None:
+        """After a restart, have the next flush compare every announced and every current member.
+
+        A crash between a change and its flush leaves the store ahead of what
+        was announced; replaying the input finds nothing to change, so the
+        difference is found here instead (O(N), once per restart).
+        """
+        cause = "clock:" + us_to_iso(self.as_of)
+        for key, _ in self.store.scan("ann:"):
+            self._dirty.setdefault(key[4:], (WHY_DISPLACED, cause))
+        for suspect in self._book.members():
+            self._dirty.setdefault(suspect, (WHY_DISPLACED, cause))
 
     def allegations(self, suspect: str) -> dict:
         """crime_ref -> Allegation of every allegation of his in the window."""
@@ -73,6 +132,9 @@ class Ledger:
         return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in rec.items()}
 
     def summary(self, suspect: str) -> Optional[Summary]:
+        tally = self._tallies.get(suspect)
+        if tally is not None:
+            return tally.summary()
         rec = self.store.get("p:" + suspect)
         return None if rec is None else summarise(rec)
 
@@ -107,20 +169,40 @@ class Ledger:
         rec = store.get(key)
         old = None if rec is None else rec.get(crime_ref)
         if old == new:
+            # Nothing to change, but flush() still checks him against what was announced:
+            # after a crash before a flush, the replayed input lands here.
+            self._dirty.setdefault(suspect, (why, cause))
             return
-        before = None if rec is None else summarise(rec)
-        rec = {} if rec is None else dict(rec)
-        if new is None:
-            del rec[crime_ref]
+        tally = self._tallies.get(suspect)
+        if rec is None:
+            rec, before = {}, None
         else:
+            before = summarise(rec) if tally is None else tally.summary()
+        # Changed in place and written back: the store's value is ours until written.
+        if old is not None:
+            del rec[crime_ref]
+        if new is not None:
             rec[crime_ref] = new
             if old is None or old[_RECORDED] != new[_RECORDED]:
                 self._index_expiry(suspect, crime_ref, new[_RECORDED])
+        if tally is not None:
+            if old is not None:
+                tally.remove(old, rec)
+            if new is not None:
+                tally.add(new)
         if rec:
             store[key] = rec
         else:
             del store[key]
-        after = None if not rec else summarise(rec)
+        size = len(rec)
+        if tally is None:
+            after = summarise(rec) if rec else None
+            if size >= TALLY_MIN:
+                self._tallies[suspect] = _Tally(rec)
+        else:
+            after = tally.summary() if rec else None
+            if size < TALLY_MIN // 2:
+                del self._tallies[suspect]
         self._changed(suspect, before, after, why, cause)
 
     def _changed(self, suspect: str, before: Optional[Summary], after: Optional[Summary], why: str,
@@ -146,14 +228,14 @@ class Ledger:
         bucket = self.store.get(key)
         entry = [recorded_at, suspect, crime_ref]
         if bucket is None:
-            bucket = [entry]
+            self.store[key] = [entry]
+            # Every bucket at or after the cursor survives advance(), so only a new one can move it.
+            cursor = self.store.get("x-cursor")
+            if cursor is None or hour < cursor:
+                self.store["x-cursor"] = hour
         else:
-            bucket = list(bucket)
-            bisect.insort(bucket, entry)
-        self.store[key] = bucket
-        cursor = self.store.get("x-cursor")
-        if cursor is None or hour < cursor:
-            self.store["x-cursor"] = hour
+            bisect.insort(bucket, entry)  # in order of arrival, this is an append
+            self.store[key] = bucket
 
     def advance(self, as_of: int) -> None:
         """Move the clock forward to `as_of` and age out what leaves the window."""
@@ -183,7 +265,8 @@ class Ledger:
                 if current is not None and current[_RECORDED] == recorded_at:
                     self._set(suspect, crime_ref, None, WHY_EXPIRED, cause)
             if split < len(bucket):
-                store[key] = bucket[split:]
+                del bucket[:split]
+                store[key] = bucket
             else:
                 del store[key]
         store["x-cursor"] = last_hour
@@ -199,10 +282,12 @@ class Ledger:
         store = self.store
         for suspect, (why, cause) in self._dirty.items():
             member = book.is_member(suspect)
-            summary = self.summary(suspect)
-            now = list(summary) if member else None
             ann_key = "ann:" + suspect
             announced = store.get(ann_key)
+            if not member and announced is None:
+                continue  # was not a candidate and still is not: the common case
+            summary = self.summary(suspect)
+            now = list(summary) if member else None
             if now == announced:
                 continue
             if now is None:

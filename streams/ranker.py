@@ -46,7 +46,22 @@ class Ranker:
         if self._book is None:
             self._book = TopBook(self.top_n)
             self._book.rebuild(rank_key(k[2:], Summary(*v)) for k, v in self.store.scan("c:"))
+            self._reconcile()
         return self._book
+
+    def _reconcile(self) -> None:
+        """After a restart, have the next flush compare every announced and every current member.
+
+        A crash between apply() and flush() leaves candidates in the store that
+        were never announced, and the members they displaced still announced;
+        replaying the input touches only the replayed suspects, so the rest of
+        the difference is found here (O(N), once per restart).
+        """
+        cause = "clock:" + us_to_iso(self.as_of)
+        for key, _ in self.store.scan("m:"):
+            self._touched.setdefault(key[2:], (WHY_DISPLACED, cause, self.candidate(key[2:])))
+        for suspect in self._book.members():
+            self._touched.setdefault(suspect, (WHY_DISPLACED, cause, self.candidate(suspect)))
 
     def candidate(self, suspect: str) -> Optional[Summary]:
         v = self.store.get("c:" + suspect)

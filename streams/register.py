@@ -171,12 +171,13 @@ class Register:
         return updates
 
     def _index_add(self, suspect: str, crime_ref: str) -> None:
+        """Index a crime_ref under a suspect who is not yet on it (every caller has checked the report)."""
         key = "s:" + suspect
         refs = self.store.get(key)
         if refs is None:
             self.store[key] = [crime_ref]
-        elif crime_ref not in refs:
-            refs.append(crime_ref)  # in place, then written back: no copy of a long list
+        else:
+            refs.append(crime_ref)  # in place, then written back: no copy or scan of a long list
             self.store[key] = refs
 
     def _index_remove(self, suspect: str, crime_ref: str) -> None:
