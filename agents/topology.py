@@ -268,6 +268,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                     tick_all_ledgers(outbox, newest)
                 await send_all(outbox)
                 store.flush(group[-1])
+                _observe("register", group)
 
     # -- identity: merges, one partition ----------------------------------------------------
 
@@ -326,6 +327,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                         outbox.clock(candidates_topic, 0, led.as_of)
                     await send_all(outbox)
                     led.store.flush(group[-1])
+                    _observe("ledger", group)
                 except BaseException:
                     rt.ledgers.pop(partition, None)  # its in-memory book may be ahead of the store
                     raise
@@ -413,6 +415,13 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         rt.ranker = None
 
     return app, rt
+
+
+def _observe(stage: str, events: list) -> None:
+    """Publish-to-stage latency of the newest fact in a batch of envelopes (their `t0`)."""
+    t0 = max((json.loads(e.message.value).get("t0", 0.0) for e in events[-1:]), default=0.0)
+    if t0:
+        metrics.PROCESSING_LATENCY.labels(stage=stage).observe(max(0.0, time.time() - t0))
 
 
 def _canonical_url(settings: Settings) -> str:
