@@ -6,33 +6,22 @@ batch of messages against this cache and writes every touched key once, at the
 end of the batch, after its downstream messages were acknowledged (so a crash
 in between replays the batch instead of losing its output).
 
-Reads go straight to the partition's RocksDB; writes go through the table (so
-they reach the changelog) under a current event of the same partition: Faust
-routes both the local write and the changelog record by that event's
-partition. `take_events()` runs the stream in another task, so Faust's own
-current event is not set in the agent body; `partition_context` sets it.
+Reads and writes go straight to the partition's RocksDB, and every write also
+goes to the table's changelog partition of the same number, so Faust's own
+recovery restores the table after a restart or on another worker. (Faust's
+`table[key] = ...` cannot be used from a `take_events()` batch: it needs a
+current event, which the batch's background drainer task does not set.)
 """
 from __future__ import annotations
 
+import asyncio
 import json
-import weakref
-from contextlib import contextmanager
 from typing import Any, Iterator
 
-from faust.streams import _current_event  # private, stable since Faust 1.x; see module docstring
+from faust.types import TP
 
 _MISSING = object()
 _GONE = object()
-
-
-@contextmanager
-def partition_context(event) -> Iterator[None]:
-    """Make `event` Faust's current event, so table writes go to its partition."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)
 
 
 def _dumps(value: Any) -> bytes:
@@ -94,29 +83,37 @@ class PartitionStore:
     def dirty(self) -> int:
         return len(self._dirty)
 
-    def flush(self, event) -> int:
-        """Write every key changed since the last flush, to this partition's database and changelog.
+    async def flush(self) -> int:
+        """Write every key changed since the last flush: this partition's database, then its changelog.
 
-        `event` is one of this partition's: Faust sends the changelog record to
-        its partition. The database write is ours, not `table[key] = ...`:
-        Faust's store deletes a key from whichever partition last wrote it (or
-        from all of them), and our partitions share key names ("clock", "x:<hour>").
+        The database write is ours, not `table[key] = ...`: Faust's store
+        deletes a key from whichever partition last wrote it (or from all of
+        them), and our partitions share key names ("clock", "x:<hour>"). The
+        changelog records go straight to the producer rather than one by one
+        through Faust's producer buffer (most of a stage's CPU went there);
+        once the broker has them, the partition's persisted offset is set, as
+        Faust does, so recovery reads the changelog from there.
         """
         table, db = self.table, self._db
-        written = len(self._dirty)
-        with partition_context(event):
-            for key in self._dirty:
-                value = self._cache[key]
-                raw_key = key.encode()
-                if value is _GONE:
-                    table.on_key_del(raw_key)
-                    db.delete(raw_key)
-                else:
-                    raw_value = _dumps(value)
-                    table.on_key_set(raw_key, raw_value)
-                    db.put(raw_key, raw_value)
+        topic = table.changelog_topic.get_topic_name()
+        producer = table.app.producer
+        pending = []
+        for key in self._dirty:
+            value = self._cache[key]
+            raw_key = key.encode()
+            if value is _GONE:
+                db.delete(raw_key)
+                raw_value = None
+            else:
+                raw_value = _dumps(value)
+                db.put(raw_key, raw_value)
+            pending.append(await producer.send(topic, raw_key, raw_value, self.partition, None, None))
+        written = len(pending)
         self._dirty.clear()
         self._cache.clear()
+        if pending:
+            results = await asyncio.gather(*pending)
+            table.data.set_persisted_offset(TP(topic, self.partition), max(r.offset for r in results))
         return written
 
     def discard_changes(self) -> None:

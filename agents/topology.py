@@ -267,7 +267,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 if newest is not None:
                     tick_all_ledgers(outbox, newest)
                 await send_all(outbox)
-                store.flush(group[-1])
+                await store.flush()
                 _observe("register", group)
 
     # -- identity: merges, one partition ----------------------------------------------------
@@ -292,7 +292,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             if newest is not None:
                 tick_all_ledgers(outbox, newest)
             await send_all(outbox)
-            store.flush(events[-1])
+            await store.flush()
 
     # -- ledger: suspects, by suspect ------------------------------------------------------
 
@@ -326,7 +326,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                     if led.as_of > clock_before:
                         outbox.clock(candidates_topic, 0, led.as_of)
                     await send_all(outbox)
-                    led.store.flush(group[-1])
+                    await led.store.flush()
                     _observe("ledger", group)
                 except BaseException:
                     rt.ledgers.pop(partition, None)  # its in-memory book may be ahead of the store
@@ -364,7 +364,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 outbox = Outbox()
                 outbox.singles = [(output_topic, o["suspect_id"].encode(), _dumps(o), None) for o in out]
                 await send_all(outbox)
-                rk.store.flush(events[-1])
+                await rk.store.flush()
             except BaseException:
                 rt.ranker = None
                 raise

@@ -1,0 +1,919 @@
+"""Benchmark of the worker end to end on the local broker (not a test): prints its figures.
+
+    python -m tests.bench.bench_stream [--events 200000] [--partitions 4]
+                                       [--latency-rate 500] [--latency-seconds 30]
+
+Everything runs on ONE fresh tansu broker that this script starts on a free port (and
+stops at the end), with its own temporary directory:
+
+1. **End to end.** ``streams.simulate.generate(seed=1, events=N)`` is written to a file and
+   published whole with ``harmrank publish`` (while ``harmrank rank FILE --json`` computes
+   the batch reference in parallel); only then does ``harmrank worker`` start
+   (``HARMRANK_CLOCK=event``). From ``/readyz`` = 200 the script polls ``/metrics`` until
+   ``harmrank_events_consumed_total`` (all labels) equals the number of non-blank input
+   lines, then ``/ranking`` until it equals the batch ranking. events/s = lines / time.
+   Then the worker's peak RSS (VmHWM) and CPU seconds.
+2. **Latency** (run right after 1, on the same caught-up worker): a second feed
+   (``seed=2``, ``--latency-rate`` x ``--latency-seconds`` events, all newer than the first
+   feed) is sent with kafka-python at that pace, one message at a time; a consumer of
+   ``harm-ranking`` times each output event's arrival; latency = arrival - send time of
+   the input event named by its ``cause`` (``clock:...`` causes are not counted).
+   The second feed cannot start at a fixed date such as 2027-01-01: the worker
+   dead-letters events more than a day after the wall clock (``future_timestamp``), so it
+   starts a day after the first feed's newest event and spans up to the day before now.
+3. **Naive baseline** (``tests/bench/naive_app.py``): a textbook Faust agent, one message at
+   a time and one RocksDB table write per event, its own consumer group re-reading the
+   same topic; events/s from its first event to N.
+4. **Faust ceiling**: the same app with ``--no-table`` (consume and count only).
+
+Nothing is asserted; the exit code is 1 only when a phase could not be measured at all.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Optional
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kafka(\..*)?")
+
+REPO = Path(__file__).resolve().parents[2]
+INPUT_TOPIC = "crime-reports"
+OUTPUT_TOPIC = "harm-ranking"
+US_PER_DAY = 86_400_000_000
+
+
+class BenchError(RuntimeError):
+    """A phase could not be measured; the message says why (with a log tail)."""
+
+
+def say(msg: str = "") -> None:
+    print(msg, flush=True)
+
+
+def clean_env(**settings: object) -> dict:
+    """os.environ without any HARMRANK_* variable, plus ``settings`` as HARMRANK_<NAME>."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HARMRANK_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    for name, value in settings.items():
+        if value is not None:
+            env["HARMRANK_" + name.upper()] = str(value)
+    return env
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    with contextlib.suppress(OSError):
+        return path.read_text(errors="replace")[-chars:]
+    return "(no log)"
+
+
+# --------------------------------------------------------------------------- processes
+class Child:
+    """A subprocess in its own session, its output to a log file; stopped by its own pid."""
+
+    def __init__(self, name: str, cmd: list, env: dict, log: Path):
+        self.name = name
+        self.log = log
+        self._fh = open(log, "wb")
+        self.proc = subprocess.Popen(cmd, env=env, cwd=str(REPO), stdin=subprocess.DEVNULL,
+                                     stdout=self._fh, stderr=subprocess.STDOUT, start_new_session=True)
+        self.pid = self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def stop(self, grace: float = 15.0) -> Optional[int]:
+        """SIGTERM to its process group, SIGKILL after ``grace`` s."""
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=grace)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, signal.SIGKILL)
+                self.proc.wait(timeout=30)
+        else:  # the leader is gone; make sure nothing of its group is left
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.pid, signal.SIGKILL)
+        with contextlib.suppress(OSError):
+            self._fh.close()
+        return self.proc.returncode
+
+    def tail(self, chars: int = 4000) -> str:
+        return tail(self.log, chars)
+
+
+def machine_busy() -> float:
+    """CPU seconds all processes of the machine have spent since boot (from /proc/stat)."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        with open("/proc/stat") as fh:
+            f = [int(x) for x in fh.readline().split()[1:]]
+        # user nice system idle iowait irq softirq steal ...
+        return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] if len(f) > 7 else 0)) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
+class CpuMeter:
+    """Over a phase: CPU of our own processes (given pids + this one) vs. the whole machine."""
+
+    def __init__(self, pids: list):
+        self.pids = [p for p in pids if p]
+        self.t0 = time.monotonic()
+        self.m0 = machine_busy()
+        self.o0 = self._ours()
+
+    def _ours(self) -> float:
+        total = sum(proc_status(p).get("cpu", 0.0) for p in self.pids)
+        t = os.times()
+        return total + t.user + t.system
+
+    def report(self) -> str:
+        dt = time.monotonic() - self.t0
+        if dt <= 0:
+            return ""
+        machine = (machine_busy() - self.m0) / dt
+        ours = (self._ours() - self.o0) / dt
+        return (f"machine busy {machine:.2f} of {os.cpu_count()} cores, of which this benchmark "
+                f"{ours:.2f}; other processes {max(0.0, machine - ours):.2f} cores")
+
+
+def proc_status(pid: int) -> dict:
+    """VmHWM / VmRSS in MiB and CPU seconds (utime + stime) of a live process."""
+    out: dict = {}
+    with contextlib.suppress(OSError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(("VmHWM:", "VmRSS:")):
+                out[line.split(":")[0]] = int(line.split()[1]) / 1024.0
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        tick = os.sysconf("SC_CLK_TCK")
+        out["cpu"] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+# --------------------------------------------------------------------------- HTTP
+def http_get(url: str, token: Optional[str] = None, timeout: float = 10.0) -> tuple[int, bytes]:
+    req = urllib.request.Request(url)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return 0, b""
+
+
+_SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)')
+_LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
+
+
+def parse_metrics(text: str) -> list[tuple[str, dict, float]]:
+    out = []
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = _SAMPLE.match(line)
+        if not m:
+            continue
+        with contextlib.suppress(ValueError):
+            out.append((m.group(1), dict(_LABEL.findall(m.group(2) or "")), float(m.group(3))))
+    return out
+
+
+class HarmrankWorker:
+    def __init__(self, child: Child, port: int, token: str):
+        self.child = child
+        self.base = f"http://127.0.0.1:{port}"
+        self.token = token
+
+    def metrics(self) -> Optional[list]:
+        status, body = http_get(self.base + "/metrics")
+        return parse_metrics(body.decode(errors="replace")) if status == 200 else None
+
+    def consumed(self) -> Optional[int]:
+        samples = self.metrics()
+        if samples is None:
+            return None
+        return int(sum(v for name, _, v in samples if name == "harmrank_events_consumed_total"))
+
+    def ranking(self) -> Optional[dict]:
+        status, body = http_get(self.base + "/ranking", token=self.token)
+        return json.loads(body) if status == 200 else None
+
+    def check_alive(self, what: str) -> None:
+        if not self.child.alive():
+            raise BenchError(f"the harmrank worker exited with code {self.child.proc.returncode} {what}:\n"
+                             f"{self.child.tail()}")
+
+    def wait_ready(self, timeout: float) -> float:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive("before /readyz answered 200")
+            status, _ = http_get(self.base + "/readyz", timeout=5)
+            if status == 200:
+                return time.time()
+            time.sleep(0.1)
+        raise BenchError(f"the harmrank worker was not ready after {timeout:g} s:\n{self.child.tail()}")
+
+    def wait_consumed(self, target: int, stall: float, cap: float, label: str) -> tuple[float, int]:
+        """Poll /metrics until the consumed count reaches ``target``; (time, count)."""
+        start = time.monotonic()
+        last_n, last_change = -1, start
+        last_print = start
+        while True:
+            self.check_alive(f"while consuming ({label})")
+            n = self.consumed()
+            now = time.monotonic()
+            if n is not None:
+                if n >= target:
+                    return time.time(), n
+                if n != last_n:
+                    last_n, last_change = n, now
+                if now - last_print >= 15:
+                    last_print = now
+                    say(f"    ... {label}: {n}/{target} consumed after {now - start:.0f} s")
+            if now - last_change > stall:
+                raise BenchError(f"{label}: the worker consumed nothing for {stall:g} s (stuck at {last_n}/"
+                                 f"{target}):\n{self.child.tail()}")
+            if now - start > cap:
+                raise BenchError(f"{label}: only {last_n}/{target} consumed after {cap:g} s:\n{self.child.tail()}")
+            time.sleep(0.1)
+
+    def wait_ranking(self, expected: list, timeout: float) -> tuple[Optional[float], Optional[dict]]:
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            self.check_alive("while waiting for the ranking")
+            got = self.ranking()
+            if got is not None:
+                last = got
+                if got.get("entries") == expected:
+                    return time.time(), got
+            time.sleep(0.1)
+        return None, last
+
+
+# --------------------------------------------------------------------------- helpers
+def write_feed(path: Path, events) -> tuple[int, int, Optional[int]]:
+    """Write events as JSON lines; (non-blank lines, events, newest parseable `at` in µs)."""
+    from schemas.validate import parse_timestamp
+    from streams.simulate import dumps
+
+    lines = 0
+    newest = None
+    with open(path, "w", encoding="utf-8", newline="\n") as fh:
+        for ev in events:
+            text = dumps(ev)
+            fh.write(text + "\n")
+            if text.strip():
+                lines += 1
+            at = ev.get("at") if isinstance(ev, dict) else None
+            if isinstance(at, str):
+                with contextlib.suppress(ValueError):
+                    us = parse_timestamp(at)
+                    newest = us if newest is None else max(newest, us)
+    return lines, lines, newest
+
+
+def count_nonblank(path: Path) -> int:
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def pct(sorted_values: list, q: float) -> float:
+    if not sorted_values:
+        return float("nan")
+    k = max(0, min(len(sorted_values) - 1, math.ceil(q / 100.0 * len(sorted_values)) - 1))
+    return sorted_values[k]
+
+
+def histogram_summary(samples: list, name: str) -> list[str]:
+    """Per label set of a Prometheus histogram: count, mean, approximate p50/p99 (bucket bounds)."""
+    by_stage: dict = {}
+    for metric, labels, value in samples:
+        if not metric.startswith(name):
+            continue
+        stage = labels.get("stage", "")
+        d = by_stage.setdefault(stage, {"buckets": []})
+        if metric == name + "_bucket":
+            d["buckets"].append((float(labels["le"]) if labels["le"] != "+Inf" else math.inf, value))
+        elif metric == name + "_sum":
+            d["sum"] = value
+        elif metric == name + "_count":
+            d["count"] = value
+    rows = []
+    for stage, d in sorted(by_stage.items()):
+        count = d.get("count", 0)
+        if not count:
+            continue
+        buckets = sorted(d["buckets"])
+
+        def bound(q: float) -> str:
+            for le, c in buckets:
+                if c >= q * count:
+                    return "> 10 s" if le == math.inf else f"<= {le * 1000:g} ms"
+            return "?"
+
+        rows.append(f"    {stage:<10} n={int(count):>8}  mean {d.get('sum', 0) / count * 1000:8.2f} ms  "
+                    f"p50 {bound(0.5):>12}  p99 {bound(0.99):>12}")
+    return rows
+
+
+def ranking_diff(expected: list, got: list, limit: int = 5) -> str:
+    lines = [f"    expected {len(expected)} entries, got {len(got)}"]
+    shown = 0
+    for i in range(max(len(expected), len(got))):
+        e = expected[i] if i < len(expected) else None
+        g = got[i] if i < len(got) else None
+        if e != g:
+            lines.append(f"    #{i + 1}: batch {e} / worker {g}")
+            shown += 1
+            if shown >= limit:
+                break
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- latency
+class OutputListener(threading.Thread):
+    """Reads harm-ranking from the beginning (no group) and times every record's arrival."""
+
+    def __init__(self, bootstrap: str):
+        super().__init__(name="harm-ranking-listener", daemon=True)
+        self.bootstrap = bootstrap
+        self.arrivals: list[tuple[float, str, str]] = []  # (arrival, cause, type)
+        self.caught_up = threading.Event()
+        self.stopping = threading.Event()
+        self.error: Optional[BaseException] = None
+        self.skipped = 0  # records already there before we caught up
+        self.ids: set = set()
+        self.duplicates = 0  # records whose event_id came before (re-sends)
+        self.last_arrival = 0.0
+
+    def run(self) -> None:
+        try:
+            from kafka import KafkaConsumer, TopicPartition
+
+            consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                     fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024,
+                                     session_timeout_ms=6000)
+            try:
+                parts = None
+                deadline = time.monotonic() + 60
+                while not parts:
+                    parts = consumer.partitions_for_topic(OUTPUT_TOPIC)
+                    if parts or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                if not parts:
+                    raise BenchError(f"topic {OUTPUT_TOPIC} not found")
+                tps = [TopicPartition(OUTPUT_TOPIC, p) for p in sorted(parts)]
+                consumer.assign(tps)
+                consumer.seek_to_beginning(*tps)
+                while not self.stopping.is_set():
+                    batch = consumer.poll(timeout_ms=100, max_records=10000)
+                    now = time.time()
+                    for recs in batch.values():
+                        for r in recs:
+                            rid = r.value[:200]
+                            with contextlib.suppress(ValueError, AttributeError):
+                                rid = json.loads(r.value).get("event_id")
+                            if rid in self.ids:
+                                self.duplicates += 1
+                            self.ids.add(rid)
+                            if not self.caught_up.is_set():
+                                self.skipped += 1
+                                continue
+                            try:
+                                obj = json.loads(r.value)
+                                self.arrivals.append((now, str(obj.get("cause")), str(obj.get("type"))))
+                            except ValueError:
+                                self.arrivals.append((now, "", "unparseable"))
+                            self.last_arrival = now
+                    if not batch and not self.caught_up.is_set():
+                        # The fetch high watermark is right on tansu (ListOffsets(LATEST) is not).
+                        hws = [consumer.highwater(tp) for tp in tps]
+                        if all(hw is not None for hw in hws) and all(
+                                consumer.position(tp) >= hw for tp, hw in zip(tps, hws)):
+                            self.caught_up.set()
+            finally:
+                consumer.close()
+        except BaseException as exc:  # reported by the main thread
+            self.error = exc
+            self.caught_up.set()
+
+
+class MetricsSampler(threading.Thread):
+    """Samples the worker's consumed count and per-stage lag every 0.5 s."""
+
+    def __init__(self, worker: "HarmrankWorker"):
+        super().__init__(name="metrics-sampler", daemon=True)
+        self.worker = worker
+        # (time, consumed, {stage: lag}, worker CPU s, machine busy CPU s)
+        self.samples: list[tuple[float, int, dict, float, float]] = []
+        self.stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopping.is_set():
+            samples = self.worker.metrics()
+            if samples is not None:
+                consumed = int(sum(v for n, _, v in samples if n == "harmrank_events_consumed_total"))
+                lag = {lb.get("stage", "?"): int(v) for n, lb, v in samples if n == "harmrank_consumer_lag_messages"}
+                self.samples.append((time.time(), consumed, lag, proc_status(self.worker.child.pid).get("cpu", 0.0),
+                                     machine_busy()))
+            self.stopping.wait(0.5)
+
+
+def print_timeline(t0: float, send_times: list, arrivals: list, samples: list, consumed_before: int,
+                   sent: dict, step: float = 2.0) -> None:
+    """Every ``step`` s since the first send: events sent, consumed, outputs, their latency."""
+    if not send_times:
+        return
+    end = max([a for a, _, _ in arrivals] + [s[0] for s in samples] + [send_times[-1]])
+    say(f"  timeline (every {step:g} s from the first send): sent / consumed / outputs in the step "
+        f"(median latency) / CPU (100% = one core; the machine has {os.cpu_count()}) / consumer lag")
+    k = 0
+    while t0 + k * step <= end + step:
+        lo, hi = t0 + k * step, t0 + (k + 1) * step
+        n_sent = sum(1 for t in send_times if t < hi)
+        consumed = [c for (t, c, *_) in samples if t < hi]
+        lags = [lg for (t, _, lg, *_) in samples if t < hi]
+        inside = [x for x in samples if lo - 0.5 < x[0] < hi]
+        cpu = ""
+        if len(inside) >= 2 and inside[-1][0] > inside[0][0]:
+            dt = inside[-1][0] - inside[0][0]
+            cpu = (f"  worker {(inside[-1][3] - inside[0][3]) / dt * 100:3.0f}% CPU, machine "
+                   f"{(inside[-1][4] - inside[0][4]) / dt * 100:3.0f}%")
+        window = sorted((a - sent[c]) * 1000 for a, c, _ in arrivals if lo <= a < hi and c in sent)
+        clock = sum(1 for a, c, _ in arrivals if lo <= a < hi and c.startswith("clock:"))
+        lag = lags[-1] if lags else {}
+        say(f"    {k * step:5.0f}-{(k + 1) * step:<4.0f}s sent {n_sent:>6}  consumed "
+            f"{(consumed[-1] - consumed_before) if consumed else 0:>6}  outputs {len(window):>4}"
+            + (f" (p50 {pct(window, 50):7.0f} ms)" if window else " " * 17)
+            + (f" +{clock:<3} clock" if clock else " " * 10) + cpu
+            + (("  lag " + " ".join(f"{s}={v}" for s, v in sorted(lag.items()) if v)) if any(lag.values()) else ""))
+        k += 1
+        if k > 400:
+            break
+    if samples and not any(any(lg.values()) for (_, _, lg, *_) in samples):
+        say("    (harmrank_consumer_lag_messages read 0 for every stage in every sample)")
+
+
+def latency_feed(rate: float, seconds: float, after_us: Optional[int]):
+    """The second feed: newer than the first one, and not in the future for the worker."""
+    from schemas.events import us_to_iso
+    from streams.simulate import generate
+
+    events = max(1, int(rate * seconds))
+    now_us = time.time_ns() // 1000
+    start_us = (after_us + US_PER_DAY) if after_us is not None else now_us - 200 * US_PER_DAY
+    days = min(400.0, (now_us - start_us) / US_PER_DAY - 2.0)
+    note = ""
+    if days < 1.0:  # the first feed reaches (almost) today: start from it anyway, one day long
+        days = 1.0
+        note = " (the first feed reaches today: some events may be future_timestamp dead letters)"
+    return list(generate(seed=2, events=events, start=us_to_iso(start_us), days=days)), us_to_iso(start_us), days, note
+
+
+def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before: int,
+                first_feed: Path, first_newest_us: Optional[int]) -> dict:
+    from kafka import KafkaProducer
+
+    from agents.publish import event_key
+    from streams.simulate import dumps
+
+    events, start_iso, days, note = latency_feed(args.latency_rate, args.latency_seconds, first_newest_us)
+    feed_path = tmp / "latency-feed.jsonl"
+    msgs = []
+    with open(feed_path, "w", encoding="utf-8", newline="\n") as fh:
+        for ev in events:
+            text = dumps(ev)
+            fh.write(text + "\n")
+            raw = text.encode()
+            key, _ = event_key(raw)
+            msgs.append((str(ev.get("event_id")), key, raw))
+    say(f"  latency feed: seed=2, {len(msgs)} events from {start_iso} over {days:.0f} days{note}, "
+        f"paced at {args.latency_rate:g} events/s")
+
+    listener = OutputListener(broker.bootstrap)
+    listener.start()
+    if not listener.caught_up.wait(120):
+        raise BenchError("the harm-ranking listener did not catch up within 120 s")
+    if listener.error is not None:
+        raise BenchError(f"harm-ranking listener failed: {listener.error!r}")
+    say(f"  harm-ranking listener caught up ({listener.skipped} earlier output events skipped)")
+
+    meter = CpuMeter([worker.child.pid, broker.pid])
+    sampler = MetricsSampler(worker)
+    sampler.start()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=0,
+                             max_request_size=4 * 1024 * 1024, client_id="bench-latency")
+    sent: dict[str, float] = {}
+    send_log: list[float] = []  # every send, in order (duplicates included)
+    cpu0 = proc_status(worker.child.pid).get("cpu", 0.0)
+    t0 = time.time()
+    late = 0
+    try:
+        for i, (eid, key, raw) in enumerate(msgs):
+            ahead = t0 + i / args.latency_rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+            elif ahead < -0.05:
+                late += 1
+            now = time.time()
+            sent.setdefault(eid, now)  # a re-sent duplicate's output is caused by the first
+            send_log.append(now)
+            producer.send(INPUT_TOPIC, key=key, value=raw)
+        producer.flush(timeout=60)
+    finally:
+        producer.close(timeout=5)
+    t_sent = time.time()
+    achieved = len(msgs) / (t_sent - t0) if t_sent > t0 else float("nan")
+    say(f"  sent {len(msgs)} events in {t_sent - t0:.1f} s ({achieved:.0f}/s; {late} sends behind schedule)")
+
+    target = consumed_before + count_nonblank(feed_path)
+    t_done, n = worker.wait_consumed(target, stall=120, cap=300 + len(msgs) / 50, label="latency feed")
+    # let the last outputs arrive: 3 s without a new record (at most 60 s)
+    quiet_deadline = time.monotonic() + 60
+    while time.monotonic() < quiet_deadline:
+        if time.time() - max(listener.last_arrival, t_done) >= 3.0:
+            break
+        time.sleep(0.2)
+    listener.stopping.set()
+    sampler.stopping.set()
+    listener.join(10)
+    sampler.join(10)
+    cpu1 = proc_status(worker.child.pid).get("cpu", 0.0)
+    if listener.error is not None:
+        raise BenchError(f"harm-ranking listener failed: {listener.error!r}")
+
+    lat, clock, unknown = [], 0, 0
+    causes = set()
+    for arrival, cause, _type in list(listener.arrivals):
+        if cause.startswith("clock:"):
+            clock += 1
+        elif cause in sent:
+            lat.append((arrival - sent[cause]) * 1000.0)
+            causes.add(cause)
+        else:
+            unknown += 1
+    lat.sort()
+    res = {"n": len(lat), "causes": len(causes), "clock": clock, "unknown": unknown,
+           "rate": args.latency_rate, "achieved": achieved, "events": len(msgs),
+           "cpu_per_event_ms": (cpu1 - cpu0) / len(msgs) * 1000.0, "cpu_share": (cpu1 - cpu0) / (t_done - t0),
+           "feed": feed_path, "consumed": n, "target": target}
+    for q in (50, 90, 99):
+        res[f"p{q}"] = pct(lat, q)
+    res["max"] = lat[-1] if lat else float("nan")
+    res["mean"] = sum(lat) / len(lat) if lat else float("nan")
+    say(f"  output events timed: {len(lat)} (caused by {len(causes)} input events); "
+        f"{clock} with a clock: cause not counted; {unknown} with another cause; "
+        f"{listener.duplicates} records on harm-ranking repeat an earlier event_id")
+    if lat:
+        say(f"  latency publish -> harm-ranking: p50 {res['p50']:.1f} ms, p90 {res['p90']:.1f} ms, "
+            f"p99 {res['p99']:.1f} ms, max {res['max']:.1f} ms, mean {res['mean']:.1f} ms")
+    else:
+        say("  latency: no output event named an input event of the latency feed")
+    # Intake delay for every event, not only those that move the ranking: the worker has
+    # counted k events of this feed at sample time t, so the k-th one sent took at most t - send.
+    delays = []
+    prev = None
+    for t_s, c, *_ in sampler.samples:  # only the first sample that saw each new count
+        k = c - consumed_before
+        if c != prev and 0 < k <= len(send_log):
+            delays.append((t_s - send_log[k - 1]) * 1000.0)
+        prev = c
+    delays.sort()
+    if delays:
+        say(f"  consumed-by-worker delay (from /metrics every 0.5 s, all events): p50 {pct(delays, 50):.0f} ms, "
+            f"p90 {pct(delays, 90):.0f} ms, p99 {pct(delays, 99):.0f} ms, max {delays[-1]:.0f} ms")
+    res["consumed_delay"] = {q: pct(delays, q) for q in (50, 90, 99)} if delays else None
+    print_timeline(t0, send_log, list(listener.arrivals), sampler.samples, consumed_before, sent,
+                   step=max(2.0, round(args.latency_seconds / 15.0)))
+    say(f"  CPU during the latency phase: {meter.report()}")
+    say(f"  worker CPU during the latency feed: {res['cpu_per_event_ms']:.2f} ms per input event "
+        f"({res['cpu_share'] * 100:.0f} % of one core)")
+    return res
+
+
+# --------------------------------------------------------------------------- baseline
+def run_naive(broker, tmp: Path, args, n: int, no_table: bool) -> dict:
+    name = "naive-notable" if no_table else "naive"
+    datadir = tmp / f"{name}-data"
+    count_file = tmp / f"{name}.count"
+    cmd = [sys.executable, "-m", "tests.bench.naive_app", "--broker", broker.url, "--datadir", str(datadir),
+           "--count-file", str(count_file), "--partitions", str(args.partitions)]
+    if no_table:
+        cmd.append("--no-table")
+    t_start = time.time()
+    child = Child(name, cmd, clean_env(), tmp / f"{name}.log")
+    CHILDREN.append(child)
+    meter = CpuMeter([child.pid, broker.pid])
+    try:
+        stall, cap = 120.0, 300.0 + n / 100.0
+        last_count, last_change = -1, time.monotonic()
+        start = time.monotonic()
+        last_print = start
+        while True:
+            if not child.alive():
+                raise BenchError(f"{name} exited with code {child.proc.returncode}:\n{child.tail()}")
+            count, first, last = 0, 0.0, 0.0
+            with contextlib.suppress(OSError, ValueError):
+                parts = count_file.read_text().split()
+                count, first, last = int(parts[0]), float(parts[1]), float(parts[2])
+            now = time.monotonic()
+            if count >= n:
+                break
+            if count != last_count:
+                last_count, last_change = count, now
+            if now - last_print >= 15:
+                last_print = now
+                say(f"    ... {name}: {count}/{n} after {now - start:.0f} s")
+            limit = stall if count else 180.0  # start-up (group join) gets its own allowance
+            if now - last_change > limit:
+                raise BenchError(f"{name}: no progress for {limit:g} s (at {count}/{n}):\n{child.tail()}")
+            if now - start > cap:
+                raise BenchError(f"{name}: only {count}/{n} after {cap:g} s:\n{child.tail()}")
+            time.sleep(0.25)
+        st = proc_status(child.pid)
+        cpu_note = meter.report()
+    finally:
+        child.stop(grace=10)
+    rate = (count - 1) / (last - first) if last > first else float("nan")
+    cpu_per_event = st.get("cpu", float("nan")) / count * 1000.0 if count else float("nan")
+    return {"rate": rate, "count": count, "seconds": last - first, "startup": first - t_start,
+            "rss": st.get("VmHWM", float("nan")), "cpu": st.get("cpu", float("nan")),
+            "log": child.log, "cpu_note": cpu_note, "cpu_per_event": cpu_per_event}
+
+
+# --------------------------------------------------------------------------- main
+CHILDREN: list[Child] = []
+
+
+def start_broker():
+    from agents.broker import BrokerError, LocalBroker, free_port
+
+    last = None
+    for _ in range(3):
+        lb = LocalBroker(port=free_port())
+        try:
+            return lb.start(timeout=15)
+        except BrokerError as exc:
+            last = exc
+    raise BenchError(f"cannot start the tansu broker: {last}")
+
+
+def run_cli(args: list, env: dict, log: Path) -> Child:
+    return Child(args[0], [sys.executable, "-m", "agents.cli", *map(str, args)], env, log)
+
+
+def main(argv: Optional[list] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.bench_stream", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=200_000, help="events in the end-to-end feed (default 200000)")
+    p.add_argument("--partitions", type=int, default=4, help="crime-reports partitions (default 4)")
+    p.add_argument("--latency-rate", type=float, default=500.0, help="events/s of the latency feed (default 500)")
+    p.add_argument("--latency-seconds", type=float, default=30.0, help="length of the latency feed (default 30)")
+    p.add_argument("--skip-baseline", action="store_true", help="do not run the naive Faust baselines")
+    p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
+    args = p.parse_args(argv)
+    if args.events < 1 or args.partitions < 1 or args.latency_rate <= 0 or args.latency_seconds <= 0:
+        p.error("--events, --partitions, --latency-rate and --latency-seconds must be positive")
+
+    from agents.broker import free_port
+    from streams.simulate import generate
+
+    def on_term(signum, frame):  # stop like Ctrl-C: the finally block stops every child
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)  # even when started in the background (SIG_IGN inherited)
+    tmp = Path(tempfile.mkdtemp(prefix="harmrank-bench-"))
+    broker = None
+    worker: Optional[HarmrankWorker] = None
+    ok = False
+    summary: dict = {}
+    say(f"harmrank stream benchmark: {args.events} events, {args.partitions} partitions; "
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; work dir {tmp}")
+    try:
+        broker = start_broker()
+        say(f"broker: tansu on {broker.bootstrap} (pid {broker.pid})")
+
+        # ---------------------------------------------------------------- phase 1
+        say("\n[1] end to end: publish everything, then run the worker over it")
+        feed = tmp / "feed.jsonl"
+        t = time.monotonic()
+        lines, _, newest_us = write_feed(feed, generate(seed=1, events=args.events))
+        say(f"  feed: seed=1, {lines} non-blank lines ({feed.stat().st_size / 1e6:.1f} MB), "
+            f"written in {time.monotonic() - t:.1f} s")
+
+        t_rank = time.monotonic()
+        rank = run_cli(["rank", str(feed), "--json"], clean_env(), tmp / "rank.out")
+        CHILDREN.append(rank)
+        t_pub = time.monotonic()
+        pub = run_cli(["publish", str(feed)], clean_env(broker=broker.url), tmp / "publish.log")
+        CHILDREN.append(pub)
+        if pub.proc.wait(timeout=max(600, lines / 50)) != 0:
+            raise BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
+        pub_elapsed = time.monotonic() - t_pub
+        pub_out = pub.tail(2000)
+        m = re.search(r"sent (\d+) events in ([\d.]+) s \((\d+)/s\), (\d+) failed", pub_out)
+        if m:
+            say(f"  harmrank publish: {m.group(0)}  (process wall time {pub_elapsed:.1f} s, "
+                f"with `harmrank rank` running alongside)")
+            summary["publish_rate"] = float(m.group(3))
+        else:
+            say(f"  harmrank publish finished in {pub_elapsed:.1f} s: {pub_out.strip()[-300:]}")
+        if rank.proc.wait(timeout=max(600, lines / 20)) != 0:
+            raise BenchError(f"harmrank rank exited {rank.proc.returncode}")
+        rank.stop()
+        raw = (tmp / "rank.out").read_bytes()
+        # stdout and stderr share the log: the JSON is the one line that starts with '['
+        expected = None
+        for line in raw.decode(errors="replace").splitlines():
+            if line.startswith("["):
+                expected = json.loads(line)
+            elif line.strip() and not line.startswith("line "):
+                say(f"  harmrank rank: {line.strip()}  ({time.monotonic() - t_rank:.1f} s)")
+        if expected is None:
+            raise BenchError(f"no JSON from harmrank rank:\n{tail(tmp / 'rank.out')}")
+
+        port = free_port()
+        token = secrets.token_hex(16)
+        data_dir = tmp / "worker-data"
+        env = clean_env(broker=broker.url, data_dir=data_dir, clock="event", web_port=port,
+                        api_token=token, partitions=args.partitions)
+        t_launch = time.time()
+        child = run_cli(["worker"], env, tmp / "worker.log")
+        CHILDREN.append(child)
+        worker = HarmrankWorker(child, port, token)
+        meter = None
+        t_ready = worker.wait_ready(timeout=240)
+        meter = CpuMeter([child.pid, broker.pid])
+        at_ready = worker.consumed() or 0
+        say(f"  worker ready {t_ready - t_launch:.1f} s after launch ({at_ready} events already consumed then)")
+        t_consumed, n = worker.wait_consumed(lines, stall=180, cap=120 + lines / 100, label="feed")
+        cpu_note = meter.report()
+        say(f"  all {lines} lines consumed {t_consumed - t_ready:.1f} s after ready"
+            + (f" (counter says {n}: {n - lines} counted twice)" if n != lines else ""))
+        rank_timeout = 300 + lines / 500
+        t_equal, got = worker.wait_ranking(expected, timeout=rank_timeout)
+        equal = t_equal is not None
+        if equal:
+            say(f"  /ranking equals `harmrank rank --json` {t_equal - t_ready:.1f} s after ready "
+                f"({len(expected)} entries, as_of {got.get('as_of')})")
+        else:
+            say(f"  /ranking did NOT equal `harmrank rank --json` within {rank_timeout:.0f} s after all was consumed:")
+            say(ranking_diff(expected, (got or {}).get("entries") or []))
+        st = proc_status(child.pid)
+        samples = worker.metrics() or []
+        outcomes: dict = {}
+        for name, labels, v in samples:
+            if name == "harmrank_events_consumed_total" and v:
+                outcomes[labels.get("outcome", "?")] = outcomes.get(labels.get("outcome", "?"), 0) + int(v)
+        outputs = int(sum(v for name, _, v in samples if name == "harmrank_output_events_total"))
+        e2e = lines / (t_consumed - t_ready)
+        e2e_rank = lines / (t_equal - t_ready) if equal else float("nan")
+        say(f"  consumed by outcome: {outcomes}; ranking events emitted: {outputs}")
+        say(f"  CPU from ready to all consumed: {cpu_note}")
+        summary["others_e2e"] = cpu_note
+        say(f"  END TO END: {e2e:.0f} events/s to all consumed; "
+            + (f"{e2e_rank:.0f} events/s to ranking equal" if equal else "ranking never equal"))
+        summary["cpu_per_event"] = st.get("cpu", float("nan")) / lines * 1000.0
+        say(f"  worker CPU per input line: {summary['cpu_per_event']:.3f} ms (since launch, to ranking equal)")
+        say(f"  worker: peak RSS (VmHWM) {st.get('VmHWM', float('nan')):.0f} MiB, RSS now "
+            f"{st.get('VmRSS', float('nan')):.0f} MiB, CPU {st.get('cpu', float('nan')):.1f} s since launch "
+            f"({st.get('cpu', float('nan')) / (t_consumed - t_launch) * 100:.0f} % of one core on average)")
+        summary.update(e2e=e2e, e2e_rank=e2e_rank, equal=equal, lines=lines, rss=st.get("VmHWM"),
+                       cpu=st.get("cpu"), ranking_events=outputs)
+
+        # ---------------------------------------------------------------- latency
+        say(f"\n[2] latency: the caught-up worker, a newer feed at {args.latency_rate:g} events/s")
+        lat = run_latency(broker, worker, tmp, args, n, feed, newest_us)
+        summary["latency"] = lat
+        samples = worker.metrics() or []
+        rows = histogram_summary(samples, "harmrank_processing_latency_seconds")
+        if rows:
+            say("  harmrank_processing_latency_seconds (per message, whole run; bucket bounds):")
+            for r in rows:
+                say(r)
+        # Stream and batch over both feeds (a check, not a figure: the latency feed's merges
+        # may race its corrections across partitions; see README "Ordering").
+        both = tmp / "both.jsonl"
+        with open(both, "wb") as out:
+            for part in (feed, lat["feed"]):
+                out.write(part.read_bytes())
+        rank2 = run_cli(["rank", str(both), "--json"], clean_env(), tmp / "rank2.out")
+        CHILDREN.append(rank2)
+        rank2.proc.wait(timeout=max(600, lines / 20))
+        expected2 = None
+        for line in (tmp / "rank2.out").read_text(errors="replace").splitlines():
+            if line.startswith("["):
+                expected2 = json.loads(line)
+        t_eq2, got2 = worker.wait_ranking(expected2, timeout=60) if expected2 is not None else (None, None)
+        summary["equal2"] = t_eq2 is not None
+        say("  after the latency feed, /ranking equals `harmrank rank` over both feeds: "
+            + ("yes" if t_eq2 is not None else "NO"))
+        if t_eq2 is None and expected2 is not None:
+            say(ranking_diff(expected2, (got2 or {}).get("entries") or []))
+        st = proc_status(child.pid)
+        summary["rss_end"] = st.get("VmHWM")
+        say(f"  worker: peak RSS (VmHWM) {st.get('VmHWM', float('nan')):.0f} MiB, CPU {st.get('cpu', 0):.1f} s")
+        child.stop(grace=20)
+        log_text = tail(child.log, 10_000_000)
+        bad = [ln for ln in log_text.splitlines() if re.search(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b", ln)]
+        summary["worker_log_warnings"] = len(bad)
+        say(f"  worker stopped (exit code {child.proc.returncode}); its log has {len(bad)} WARNING/ERROR lines"
+            + (":" if bad else ""))
+        for ln in bad[:15]:
+            say("    | " + ln[:300])
+        worker = None
+
+        # ---------------------------------------------------------------- baselines
+        if not args.skip_baseline:
+            say("\n[3] naive Faust agent: one message at a time, one RocksDB table write per event")
+            nv = run_naive(broker, tmp, args, lines, no_table=False)
+            say(f"  {nv['count']} events in {nv['seconds']:.1f} s from its first event: {nv['rate']:.0f} events/s "
+                f"(first event {nv['startup']:.1f} s after launch; peak RSS {nv['rss']:.0f} MiB)")
+            say(f"  CPU: {nv['cpu']:.1f} s since launch = {nv['cpu_per_event']:.3f} ms per event; {nv['cpu_note']}")
+            summary["naive"] = nv
+            say("\n[4] Faust ceiling: the same agent, consume and count only (--no-table)")
+            nt = run_naive(broker, tmp, args, lines, no_table=True)
+            say(f"  {nt['count']} events in {nt['seconds']:.1f} s from its first event: {nt['rate']:.0f} events/s "
+                f"(first event {nt['startup']:.1f} s after launch; peak RSS {nt['rss']:.0f} MiB)")
+            say(f"  CPU: {nt['cpu']:.1f} s since launch = {nt['cpu_per_event']:.3f} ms per event; {nt['cpu_note']}")
+            summary["ceiling"] = nt
+
+        # ---------------------------------------------------------------- summary
+        say("\n" + "=" * 78)
+        say(f"end-to-end: {summary['e2e']:.0f} events/s ({lines} events, {args.partitions} partitions; "
+            + (f"{summary['e2e_rank']:.0f} events/s to ranking equal), " if equal else "), ")
+            + f"ranking equals batch: {'yes' if equal else 'NO'}")
+        if "publish_rate" in summary:
+            say(f"harmrank publish: {summary['publish_rate']:.0f} events/s")
+        if "naive" in summary:
+            nv, nt = summary["naive"], summary["ceiling"]
+            say(f"naive Faust agent, one table write per event: {nv['rate']:.0f} events/s  -> harmrank is "
+                f"{summary['e2e'] / nv['rate']:.1f} times the baseline")
+            say(f"Faust consume-only ceiling: {nt['rate']:.0f} events/s  -> harmrank is "
+                f"{summary['e2e'] / nt['rate']:.2f} times the ceiling")
+        if "naive" in summary:
+            say(f"CPU per event (independent of other load): harmrank worker {summary['cpu_per_event']:.2f} ms, "
+                f"naive {summary['naive']['cpu_per_event']:.2f} ms, consume-only {summary['ceiling']['cpu_per_event']:.2f} ms")
+        lat = summary["latency"]
+        say(f"latency at {lat['rate']:g} events/s: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, "
+            f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({lat['n']} ranking events)"
+            + (f"; consumed-by-worker delay p50 {lat['consumed_delay'][50]:.0f} ms, p99 {lat['consumed_delay'][99]:.0f} ms"
+               if lat.get("consumed_delay") else ""))
+        say(f"worker peak RSS: {summary['rss']:.0f} MiB after the feed, {summary['rss_end']:.0f} MiB at the end; "
+            f"CPU {summary['cpu']:.1f} s for the feed")
+        if "others_e2e" in summary:
+            say(f"CPU during end-to-end: {summary['others_e2e']}")
+        say(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        say("=" * 78)
+        ok = True
+    except BenchError as exc:
+        say(f"\nBENCHMARK FAILED: {exc}")
+    except KeyboardInterrupt:
+        say("\ninterrupted")
+    except Exception as exc:  # keep the diagnostics of an unexpected failure too
+        import traceback
+
+        traceback.print_exc()
+        say(f"\nBENCHMARK FAILED: {type(exc).__name__}: {exc}")
+        if worker is not None:
+            say(f"worker log tail:\n{worker.child.tail()}")
+    finally:
+        for c in reversed(CHILDREN):
+            with contextlib.suppress(Exception):
+                c.stop(grace=10)
+        if broker is not None:
+            with contextlib.suppress(Exception):
+                broker.stop()
+        if ok and not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            say(f"(work dir kept: {tmp})")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

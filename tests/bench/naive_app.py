@@ -1,0 +1,125 @@
+"""The naive Faust baseline for ``tests.bench.bench_stream`` (not a test, not product code).
+
+One agent, one message at a time (``async for value in stream``), and, unless
+``--no-table``, one RocksDB-backed Faust table write per event
+(``table[crime_ref or event_id] = value``): the textbook way to write a Faust job.
+It counts the events it has seen and, every 0.25 s, writes
+``<count> <unix time of the first event> <unix time of the latest event>`` to
+``--count-file`` (atomically, via a rename), which the benchmark polls.
+
+    python -m tests.bench.naive_app --broker kafka://127.0.0.1:9092 --datadir /tmp/x \
+        --count-file /tmp/x/count [--no-table] [--partitions 4] [--app-id bench-naive]
+
+Its own app id (so its own consumer group: it re-reads ``crime-reports`` from the
+beginning), its own data directory, web server off. The Faust settings other than the
+table and the per-event loop are the ones the harmrank worker uses (session timeout,
+commit interval, producer linger, ``stream_wait_empty=False``), so the comparison is
+about the design, not about tuning knobs.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.naive_app")
+    p.add_argument("--broker", required=True, help="kafka://host:port")
+    p.add_argument("--datadir", required=True)
+    p.add_argument("--count-file", required=True)
+    p.add_argument("--topic", default="crime-reports")
+    p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--app-id", default=None, help="default bench-naive (bench-naive-notable with --no-table)")
+    p.add_argument("--no-table", action="store_true", help="consume and count only: no state")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import faust
+
+    from agents import tansu_offsets
+
+    app_id = args.app_id or ("bench-naive-notable" if args.no_table else "bench-naive")
+    app = faust.App(
+        app_id,
+        broker=args.broker,
+        store="rocksdb://",
+        datadir=args.datadir,
+        topic_partitions=args.partitions,
+        topic_replication_factor=1,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        producer_linger=0.005,
+        broker_commit_interval=10.0,
+        broker_commit_every=100_000,
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        value_serializer="raw",
+        key_serializer="raw",
+        web_enabled=False,
+        stream_wait_empty=False,
+    )
+    # The worker's fix for tansu's wrong ListOffsets(LATEST) (only matters at recovery;
+    # harmless on this fresh start).
+    if tansu_offsets.is_local_tansu(args.broker):
+        tansu_offsets.install_tansu_end_offset_fix(app)
+
+    source = app.topic(args.topic, partitions=args.partitions, key_serializer="raw", value_serializer="raw")
+    table = None
+    if not args.no_table:
+        table = app.Table("naive-latest", default=None, partitions=args.partitions,
+                          key_type=bytes, value_type=bytes)
+
+    state = {"count": 0, "first": 0.0, "last": 0.0}
+
+    @app.agent(source)
+    async def consume(stream):
+        async for value in stream:
+            if table is not None:
+                try:
+                    obj = json.loads(value)
+                except ValueError:
+                    obj = None
+                key = None
+                if isinstance(obj, dict):
+                    key = obj.get("crime_ref") or obj.get("event_id")
+                if not isinstance(key, str) or not key:
+                    key = f"line-{state['count']}"
+                table[key.encode()] = value
+            now = time.time()
+            if not state["count"]:
+                state["first"] = now
+            state["count"] += 1
+            state["last"] = now
+
+    tmp = args.count_file + ".tmp"
+
+    def write_count() -> None:
+        with open(tmp, "w") as fh:
+            fh.write(f"{state['count']} {state['first']:.6f} {state['last']:.6f}\n")
+        os.replace(tmp, args.count_file)
+
+    @app.timer(interval=0.25)
+    async def report():
+        write_count()
+
+    @app.task
+    async def quiet():
+        # Faust's debug records on every message cost real time; keep them off the hot path.
+        for name in ("aiokafka", "faust", "mode", "kafka"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    write_count()
+    worker = faust.Worker(app, loglevel="info", redirect_stdouts=False)
+    worker.spinner = None  # never let the terminal spinner turn the root logger to DEBUG
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
