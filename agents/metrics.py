@@ -198,12 +198,12 @@ LATENCY_BUCKETS: Tuple[float, ...] = (
 
 PROCESSING_LATENCY = Histogram(
     "harmrank_processing_latency_seconds",
-    "Time a stage takes to process one message, in seconds.",
+    "Seconds from an event's publication (its Kafka timestamp) to a stage finishing with it.",
     ["stage"],
     buckets=LATENCY_BUCKETS,
     registry=REGISTRY,
 )
-"""Per-message processing time of each stage, 1 ms .. 10 s buckets."""
+"""Publish-to-stage latency: intake, register, ledger, and ranker (= publish to ranking event)."""
 
 #: Every metric family name as it appears in the exposition text (counters with ``_total``;
 #: the histogram by its base name, exposed as ``_bucket``/``_sum``/``_count``).

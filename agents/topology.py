@@ -396,7 +396,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     async def lag():
         totals = dict.fromkeys(metrics.STAGES, 0)
         try:
-            for tp in app.assignment.assigned_actives():
+            for tp in app.assignor.assigned_actives():
                 stage = stage_of.get(tp.topic)
                 high = app.consumer.highwater(tp) if stage else None
                 if high is not None:
