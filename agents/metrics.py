@@ -23,6 +23,11 @@ from prometheus_client import (
     generate_latest,
 )
 
+from schemas.events import EVENT_TYPES
+from schemas.events import EXIT_REASONS as SPEC_EXIT_REASONS
+from schemas.validate import REJECTION_CODES
+from streams.register import STATEFUL_REJECTION_CODES
+
 # No ``*_created`` companion series: Prometheus ignores them in the text format, and they
 # would double the series count. (A process-wide switch of prometheus-client.)
 disable_created_metrics()
@@ -30,36 +35,14 @@ disable_created_metrics()
 # --- closed label value sets ------------------------------------------------------------
 
 #: Input event types (SPEC §2), plus "invalid" for a message whose type could not be read.
-INPUT_TYPES: Tuple[str, ...] = (
-    "report.recorded",
-    "report.reclassified",
-    "report.cancelled",
-    "suspect.linked",
-    "suspect.unlinked",
-    "suspects.merged",
-    "invalid",
-)
+INPUT_TYPES: Tuple[str, ...] = (*EVENT_TYPES, "invalid")
 #: What became of a consumed input event.
 OUTCOMES: Tuple[str, ...] = ("accepted", "dead_lettered", "duplicate")
-#: Reason codes written to ``crime-reports.dlq`` and counted in ``harmrank_dead_letters_total``.
-DEAD_LETTER_REASONS: Tuple[str, ...] = (
-    "not_utf8",
-    "oversized",
-    "bad_json",
-    "not_object",
-    "unknown_type",
-    "missing_field",
-    "bad_field",
-    "bad_timestamp",
-    "future_timestamp",
-    "unknown_offence_code",
-    "unknown_crime_ref",
-    "cancelled_crime_ref",
-    "already_recorded",
-    "self_merge",
-)
+#: Reason codes written to ``crime-reports.dlq`` and counted in ``harmrank_dead_letters_total``:
+#: the validator's, then the core's (which need state to decide).
+DEAD_LETTER_REASONS: Tuple[str, ...] = (*REJECTION_CODES, *STATEFUL_REJECTION_CODES)
 #: Reasons of a ``ranking.exited`` event (SPEC §3).
-EXIT_REASONS: Tuple[str, ...] = ("displaced", "expired", "corrected", "merged")
+EXIT_REASONS: Tuple[str, ...] = SPEC_EXIT_REASONS
 #: Processing stages of the worker pipeline.
 STAGES: Tuple[str, ...] = ("intake", "register", "ledger", "ranker")
 #: Output event types on ``harm-ranking``.

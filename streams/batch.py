@@ -11,7 +11,6 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Optional
 
-from schemas.events import US_PER_SECOND
 from schemas.validate import Rejected, validate
 
 from .pipeline import Pipeline
@@ -93,7 +92,3 @@ def ranking_rows(result: BatchResult) -> list[dict]:
     """`[{"rank", "suspect_id", "score", "allegations", "victims"}]` as SPEC §5 prints with --json."""
     return [{"rank": rank, "suspect_id": suspect, "score": summary.score / 100, "allegations": summary.allegations,
              "victims": summary.victims} for rank, suspect, summary in result.pipeline.ranking()]
-
-
-def seconds(us: int) -> float:
-    return us / US_PER_SECOND

@@ -16,6 +16,9 @@ from schemas.events import (ReportCancelled, ReportReclassified, ReportRecorded,
 from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Alias, Allegation, AllegationUpdate
 from .store import Store
 
+#: The rejections only the core can decide (they need the register's or identity's state).
+STATEFUL_REJECTION_CODES = ("unknown_crime_ref", "cancelled_crime_ref", "already_recorded", "self_merge")
+
 ACCEPTED = "accepted"
 DUPLICATE = "duplicate"
 REJECTED = "rejected"

@@ -29,11 +29,3 @@ class DictStore(dict):
             if key.startswith(prefix):
                 yield key, value
 
-    def discard(self, key: str) -> None:
-        self.pop(key, None)
-
-
-def discard(store: Store, key: str) -> None:
-    """Delete `key` if present, on any Store."""
-    if store.get(key) is not None:
-        del store[key]
