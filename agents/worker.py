@@ -21,7 +21,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="harmrank worker",
                                      description="Consume crime-reports, keep the rolling ranking, emit harm-ranking.")
     add_common_args(parser)
-    parser.add_argument("--loglevel", default="warning", help="Faust/worker log level (default warning)")
+    parser.add_argument("--loglevel", default="info",
+                        help="worker log level (default info; Faust's own chatter is kept at warning)")
     args = parser.parse_args(argv)
     loglevel = args.__dict__.pop("loglevel")
     try:
@@ -81,5 +82,6 @@ def main(argv: Optional[list[str]] = None) -> int:
     from faust.worker import Worker
 
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # no terminal control codes in logs
     worker.execute_from_commandline()
     return 0
