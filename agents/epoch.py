@@ -20,7 +20,10 @@ log = logging.getLogger("harmrank")
 
 EPOCH_TOPIC = "harmrank-epoch"
 EPOCH_FILE = "broker-epoch"
-STATE_DIRS = ("harmrank-data",)  # what Faust keeps under the data directory (tables, offsets)
+
+def _state_dirs(data_dir: Path) -> list:
+    """What Faust keeps under the data directory: `v<version>/` (tables with their offsets)."""
+    return [p for p in data_dir.glob("v*") if p.is_dir()]
 
 
 def _read_broker_epoch(servers: list[str], timeout: float = 3.0) -> Optional[str]:
@@ -62,12 +65,12 @@ def _write_broker_epoch(servers: list[str], epoch: str) -> None:
 
 
 def has_state(data_dir: Path) -> bool:
-    return any((data_dir / d).exists() for d in STATE_DIRS)
+    return bool(_state_dirs(data_dir))
 
 
 def wipe_state(data_dir: Path) -> None:
-    for d in STATE_DIRS:
-        shutil.rmtree(data_dir / d, ignore_errors=True)
+    for d in _state_dirs(data_dir):
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def reconcile(servers: list[str], data_dir: str) -> str:

@@ -272,3 +272,31 @@ def test_two_workers_share_the_work_and_either_answers(own_broker, workers, tmp_
         assert body["score"] == expected[0]["score"]
         assert body["allegations_in_window"] == expected[0]["allegations"]
         assert body["rank"] == 1
+
+
+# -- 7. the broker lost its data (tansu's memory engine restarted) --------------------------
+
+def test_restart_after_the_broker_lost_its_data(own_broker, workers, tmp_path):
+    from agents.broker import LocalBroker
+
+    first_half = write_feed(tmp_path / "a.jsonl", generate(seed=707, events=1500, invalid_rate=0.0))
+    data_dir = tmp_path / "kept-data"
+    worker = workers(own_broker, data_dir=data_dir, partitions=2).start()
+    worker.wait_ready()
+    publish_file(own_broker, first_half)
+    worker.wait_ranking_equals(batch_rank(first_half), timeout=90)
+    worker.stop()
+    port = own_broker.port
+    own_broker.stop()  # every topic, changelog and committed offset is gone
+    reborn = LocalBroker(port=port)
+    reborn.start(timeout=15)
+    try:
+        second = write_feed(tmp_path / "b.jsonl", generate(seed=708, events=1500, invalid_rate=0.0))
+        again = workers(reborn, data_dir=data_dir, partitions=2).start()
+        again.wait_ready()  # no crash on the stale local state
+        assert "discarding the local state and starting clean" in again.log_tail(100_000)
+        publish_file(reborn, second)
+        # The new ranking is the new broker's feed alone: the old state was not mixed in.
+        again.wait_ranking_equals(batch_rank(second), timeout=90)
+    finally:
+        reborn.stop()
