@@ -137,6 +137,16 @@ def kafka_reachable(bootstrap: Union[str, Iterable[str]], timeout: float = 3.0) 
         time.sleep(0.1)
 
 
+def reachable_servers(bootstrap: Union[str, Iterable[str]], timeout: float = 5.0) -> list[str]:
+    """The bootstrap servers as a list, or BrokerError when none of them answers in `timeout` s."""
+    from agents.settings import bootstrap_servers
+
+    servers = bootstrap_servers(bootstrap) if isinstance(bootstrap, str) else list(bootstrap)
+    if not kafka_reachable(servers, timeout=timeout):
+        raise BrokerError(f"broker unreachable at {','.join(servers)}")
+    return servers
+
+
 _RUNNING: "weakref.WeakSet[LocalBroker]" = weakref.WeakSet()
 
 

@@ -24,8 +24,8 @@ import time
 import warnings
 from typing import Any, Callable, Optional, TextIO, Union
 
-from agents.broker import BrokerError, kafka_reachable
-from agents.settings import Settings, bootstrap_servers
+from agents.broker import BrokerError, reachable_servers
+from agents.settings import Settings
 
 # Seconds to wait for the broker to answer before giving up (exit code 2).
 CONNECT_TIMEOUT = 5.0
@@ -95,9 +95,7 @@ def follow(
     Stops after ``max_events`` events, or after ``idle_timeout`` seconds with none.
     Raises ``BrokerError`` when the broker cannot be reached.
     """
-    servers = bootstrap_servers(bootstrap) if isinstance(bootstrap, str) else list(bootstrap)
-    if not kafka_reachable(servers, timeout=CONNECT_TIMEOUT):
-        raise BrokerError(f"broker unreachable at {','.join(servers)}")
+    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaConsumer, TopicPartition

@@ -21,8 +21,8 @@ import warnings
 from dataclasses import dataclass, field
 from typing import IO, Callable, Iterable, Iterator, Optional, Union
 
-from agents.broker import BrokerError, kafka_reachable
-from agents.settings import Settings, bootstrap_servers
+from agents.broker import BrokerError, reachable_servers
+from agents.settings import Settings
 
 # Seconds to wait for the broker to answer before giving up (exit code 2).
 CONNECT_TIMEOUT = 5.0
@@ -116,9 +116,7 @@ def publish_lines(
     ``on_progress(queued, acked, elapsed)`` is called about once a second.
     Raises ``BrokerError`` when the broker cannot be reached at all.
     """
-    servers = bootstrap_servers(bootstrap) if isinstance(bootstrap, str) else list(bootstrap)
-    if not kafka_reachable(servers, timeout=CONNECT_TIMEOUT):
-        raise BrokerError(f"broker unreachable at {','.join(servers)}")
+    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka.errors import KafkaError, KafkaTimeoutError

@@ -29,7 +29,6 @@ def broker():
 
     Set ``HARMRANK_TEST_BROKER=kafka://host:port`` to use an already running broker instead.
     """
-    from agents.broker import BrokerError, LocalBroker, free_port
 
     external = os.environ.get("HARMRANK_TEST_BROKER")
     if external:
@@ -39,20 +38,26 @@ def broker():
         host, _, port = servers[0].rpartition(":")
         yield BrokerInfo(url=external, bootstrap=",".join(servers), host=host, port=int(port), process=None)
         return
-    last = None
-    for _ in range(3):  # a free port can be taken between free_port() and bind
-        lb = LocalBroker(port=free_port())
-        try:
-            lb.start(timeout=15)
-            break
-        except BrokerError as exc:
-            last = exc
-    else:
-        pytest.fail(f"cannot start the tansu broker: {last}")
+    lb = start_local_broker()
     try:
         yield BrokerInfo(url=lb.url, bootstrap=lb.bootstrap, host=lb.host, port=lb.port, process=lb)
     finally:
         lb.stop()
+
+
+def start_local_broker(attempts: int = 3):
+    """A started tansu on a free port; a free port can be taken between free_port() and bind."""
+    from agents.broker import BrokerError, LocalBroker, free_port
+
+    last = None
+    for _ in range(attempts):
+        lb = LocalBroker(port=free_port())
+        try:
+            lb.start(timeout=15)
+            return lb
+        except BrokerError as exc:
+            last = exc
+    pytest.fail(f"cannot start the tansu broker: {last}")
 
 
 @pytest.fixture

@@ -54,18 +54,9 @@ def run_cli(args: list, env: dict, timeout: float = 120.0) -> subprocess.Complet
 @pytest.fixture
 def own_broker():
     """A fresh tansu broker (in-memory) on a free port, for this test only."""
-    from agents.broker import BrokerError, LocalBroker, free_port
+    from tests.conftest import start_local_broker
 
-    last = None
-    for _ in range(3):
-        lb = LocalBroker(port=free_port())
-        try:
-            lb.start(timeout=15)
-            break
-        except BrokerError as exc:
-            last = exc
-    else:
-        pytest.fail(f"cannot start the tansu broker: {last}")
+    lb = start_local_broker()
     try:
         yield lb
     finally:
