@@ -195,6 +195,22 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             for item in body["items"]:
                 yield e, body, item
 
+    def apply_envelopes(store: PartitionStore, events: list, decode, apply, advance) -> float:
+        """Apply the facts and clock of every envelope the store's state does not include yet.
+
+        Returns the newest publish time (`t0`) among them, for the latency metric.
+        """
+        t0 = 0.0
+        for e in unapplied(store, events):
+            seen(e)
+            body = json.loads(e.message.value)
+            t0 = max(t0, body.get("t0", 0.0))
+            for item in body["items"]:
+                apply(decode(item))
+            if "as_of" in body:
+                advance(body["as_of"])
+        return t0
+
     def tick_all_ledgers(outbox: Outbox, as_of: int) -> None:
         for p in range(partitions):
             outbox.clock(ledger_topic, p, as_of)
@@ -245,9 +261,10 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             for partition, group in by_partition(events).items():
                 store = PartitionStore(register_table, partition)
                 reg = Register(store, harm)
-                outbox, newest = Outbox(), None
+                outbox, newest, newest_t0 = Outbox(), None, 0.0
                 for _, body, item in items_of(unapplied(store, group)):
                     t0 = body.get("t0", 0.0)
+                    newest_t0 = max(newest_t0, t0)
                     if "alias" in item:
                         alias = Alias(*item["alias"])
                         updates = reg.apply_alias(alias)
@@ -268,7 +285,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                     tick_all_ledgers(outbox, newest)
                 await send_all(outbox)
                 await store.flush()
-                _observe("register", group)
+                _observe("register", newest_t0)
 
     # -- identity: merges, one partition ----------------------------------------------------
 
@@ -310,16 +327,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             for partition, group in by_partition(events).items():
                 led = ledger_for(partition)
                 clock_before = led.as_of
-                t0 = 0.0
                 try:
-                    for e in unapplied(led.store, group):
-                        seen(e)
-                        body = json.loads(e.message.value)
-                        t0 = max(t0, body.get("t0", 0.0))
-                        for item in body["items"]:
-                            led.apply(allegation_update_from_json(item))
-                        if "as_of" in body:
-                            led.advance(body["as_of"])
+                    t0 = apply_envelopes(led.store, group, allegation_update_from_json, led.apply, led.advance)
                     outbox = Outbox()
                     for u in led.flush():
                         outbox.add(candidates_topic, 0, candidate_update_to_json(u), t0)
@@ -327,7 +336,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                         outbox.clock(candidates_topic, 0, led.as_of)
                     await send_all(outbox)
                     await led.store.flush()
-                    _observe("ledger", group)
+                    _observe("ledger", t0)
                 except BaseException:
                     rt.ledgers.pop(partition, None)  # its in-memory book may be ahead of the store
                     raise
@@ -350,16 +359,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     async def ranker(stream):
         async for events in stream.take_events(BATCH, within=WITHIN):
             rk = the_ranker()
-            t0 = 0.0
             try:
-                for e in unapplied(rk.store, events):
-                    seen(e)
-                    body = json.loads(e.message.value)
-                    t0 = max(t0, body.get("t0", 0.0))
-                    for item in body["items"]:
-                        rk.apply(candidate_update_from_json(item))
-                    if "as_of" in body:
-                        rk.advance(body["as_of"])
+                t0 = apply_envelopes(rk.store, events, candidate_update_from_json, rk.apply, rk.advance)
                 out = rk.flush()
                 outbox = Outbox()
                 outbox.singles = [(output_topic, o["suspect_id"].encode(), _dumps(o), None) for o in out]
@@ -417,9 +418,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     return app, rt
 
 
-def _observe(stage: str, events: list) -> None:
-    """Publish-to-stage latency of the newest fact in a batch of envelopes (their `t0`)."""
-    t0 = max((json.loads(e.message.value).get("t0", 0.0) for e in events[-1:]), default=0.0)
+def _observe(stage: str, t0: float) -> None:
+    """Publish-to-stage latency of the newest fact a stage has just finished (its envelope's `t0`)."""
     if t0:
         metrics.PROCESSING_LATENCY.labels(stage=stage).observe(max(0.0, time.time() - t0))
 
