@@ -85,22 +85,14 @@ class PartitionStore:
         return len(self._dirty)
 
     async def flush(self) -> int:
-        """Write every key changed since the last flush: this partition's database, then its changelog.
+        """Write every key changed since the last flush: this partition's database, then its changelog."""
+        return await flush_all([self])
 
-        The database takes the whole batch in one atomic RocksDB write batch:
-        a kill -9 leaves either all of a batch's state (with the input offset
-        it includes) or none of it, never half. The write is ours, not
-        `table[key] = ...`: Faust's store deletes a key from whichever partition
-        last wrote it (or from all of them), and our partitions share key names
-        ("clock", "x:<hour>"). The changelog records then go straight to the
-        producer rather than one by one through Faust's producer buffer (most of
-        a stage's CPU went there); once the broker has them, the partition's
-        persisted offset is set, as Faust does, so recovery reads from there.
-        """
+    def _write_local(self) -> list:
+        """Write the changed keys to the partition's database in one atomic batch; returns the changelog records."""
         if not self._dirty:
             self._cache.clear()
-            return 0
-        table = self.table
+            return []
         batch = WriteBatch(raw_mode=True)
         records = []
         for key in self._dirty:
@@ -116,13 +108,40 @@ class PartitionStore:
         self._db.write(batch)
         self._dirty.clear()
         self._cache.clear()
-        topic = table.changelog_topic.get_topic_name()
-        producer = table.app.producer
-        pending = [await producer.send(topic, k, v, self.partition, None, None) for k, v in records]
-        results = await asyncio.gather(*pending)
-        table.data.set_persisted_offset(TP(topic, self.partition), max(r.offset for r in results))
-        return len(records)
+        return records
 
     def discard_changes(self) -> None:
         self._dirty.clear()
         self._cache.clear()
+
+
+async def flush_all(stores: list) -> int:
+    """Write every store's changed keys: each partition's database, then all their changelogs at once.
+
+    Each database takes its partition's batch in one atomic RocksDB write batch:
+    a kill -9 leaves either all of a batch's state (with the input offset it
+    includes) or none of it, never half. The write is ours, not
+    `table[key] = ...`: Faust's store deletes a key from whichever partition
+    last wrote it (or from all of them), and our partitions share key names
+    ("clock", "x:<hour>"). The changelog records then go straight to the
+    producer rather than one by one through Faust's producer buffer (most of a
+    stage's CPU went there), every partition's together, so a batch waits for
+    one acknowledgement, not one per partition; once the broker has them, each
+    partition's persisted offset is set, as Faust does, so recovery reads from there.
+    """
+    pending = []  # (store, topic, futures)
+    count = 0
+    for store in stores:
+        records = store._write_local()
+        if not records:
+            continue
+        count += len(records)
+        table = store.table
+        topic = table.changelog_topic.get_topic_name()
+        producer = table.app.producer
+        futures = [await producer.send(topic, k, v, store.partition, None, None) for k, v in records]
+        pending.append((store, topic, futures))
+    for store, topic, futures in pending:
+        results = await asyncio.gather(*futures)
+        store.table.data.set_persisted_offset(TP(topic, store.partition), max(r.offset for r in results))
+    return count

@@ -40,7 +40,7 @@ from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
 from . import metrics
-from .faust_store import PartitionStore
+from .faust_store import PartitionStore, flush_all
 from .settings import Settings
 
 log = logging.getLogger("harmrank")
@@ -258,10 +258,12 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     @app.agent(register_topic)
     async def register(stream):
         async for events in stream.take_events(BATCH, within=WITHIN):
+            outbox, stores, newest_t0 = Outbox(), [], 0.0
             for partition, group in by_partition(events).items():
                 store = PartitionStore(register_table, partition)
+                stores.append(store)
                 reg = Register(store, harm)
-                outbox, newest, newest_t0 = Outbox(), None, 0.0
+                newest = None
                 for _, body, item in items_of(unapplied(store, group)):
                     t0 = body.get("t0", 0.0)
                     newest_t0 = max(newest_t0, t0)
@@ -283,9 +285,10 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                                    allegation_update_to_json(u), t0)
                 if newest is not None:
                     tick_all_ledgers(outbox, newest)
-                await send_all(outbox)
-                await store.flush()
-                _observe("register", newest_t0)
+            # One acknowledgement for the whole batch, then every partition's state.
+            await send_all(outbox)
+            await flush_all(stores)
+            _observe("register", newest_t0)
 
     # -- identity: merges, one partition ----------------------------------------------------
 
@@ -324,22 +327,26 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     @app.agent(ledger_topic)
     async def ledger(stream):
         async for events in stream.take_events(BATCH, within=WITHIN):
-            for partition, group in by_partition(events).items():
-                led = ledger_for(partition)
-                clock_before = led.as_of
-                try:
+            outbox, touched, newest_t0 = Outbox(), [], 0.0
+            try:
+                for partition, group in by_partition(events).items():
+                    led = ledger_for(partition)
+                    touched.append(partition)
+                    clock_before = led.as_of
                     t0 = apply_envelopes(led.store, group, allegation_update_from_json, led.apply, led.advance)
-                    outbox = Outbox()
+                    newest_t0 = max(newest_t0, t0)
                     for u in led.flush():
                         outbox.add(candidates_topic, 0, candidate_update_to_json(u), t0)
                     if led.as_of > clock_before:
                         outbox.clock(candidates_topic, 0, led.as_of)
-                    await send_all(outbox)
-                    await led.store.flush()
-                    _observe("ledger", t0)
-                except BaseException:
+                # One acknowledgement for the whole batch, then every partition's state.
+                await send_all(outbox)
+                await flush_all([rt.ledgers[p].store for p in touched])
+                _observe("ledger", newest_t0)
+            except BaseException:
+                for partition in touched:
                     rt.ledgers.pop(partition, None)  # its in-memory book may be ahead of the store
-                    raise
+                raise
             tracked = eligible = 0
             for other in list(rt.ledgers.values()):
                 a, b = other.stats()
