@@ -56,7 +56,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     if tansu_offsets.is_local_tansu(servers):
         tansu_offsets.install_tansu_end_offset_fix()
         log.info("local tansu broker: end offsets refined from the fetch high watermark")
-        tansu_fetch.install_fetch_wait()
+        try:
+            tansu_fetch.install_fetch_wait(tansu_fetch.wait_from_env())
+        except ValueError as exc:
+            print(f"harmrank worker: {exc}", file=sys.stderr)
+            return 2
     if not settings.api_token:
         log.warning("HARMRANK_API_TOKEN is not set: /ranking and /suspects are closed (403)")
     metrics.prime()

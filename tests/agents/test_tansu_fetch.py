@@ -45,3 +45,15 @@ def test_install_shortens_the_worker_consumer_wait_and_uninstall_restores_it(tmp
 def test_a_wait_below_one_ms_is_refused():
     with pytest.raises(ValueError):
         tansu_fetch.install_fetch_wait(0)
+
+
+@pytest.mark.parametrize("raw,expected", [("", tansu_fetch.WORKER_FETCH_WAIT_MS), (" 25 ", 25), ("1", 1)])
+def test_wait_from_env(raw, expected):
+    assert tansu_fetch.wait_from_env({tansu_fetch.ENV_VAR: raw}) == expected
+    assert tansu_fetch.wait_from_env({}) == tansu_fetch.WORKER_FETCH_WAIT_MS
+
+
+@pytest.mark.parametrize("raw", ["0", "-5", "ten", "1.5", "60001"])
+def test_a_bad_wait_in_the_environment_names_the_variable(raw):
+    with pytest.raises(ValueError, match="HARMRANK_TANSU_FETCH_WAIT_MS"):
+        tansu_fetch.wait_from_env({tansu_fetch.ENV_VAR: raw})
