@@ -83,6 +83,7 @@ REJECTION_CODES: tuple[str, ...] = (
 #: Codes for which "the JSON value fails crime-report.schema.json" is the whole story.
 SCHEMA_EXPRESSIBLE_CODES: tuple[str, ...] = ("not_object", "unknown_type", "missing_field", "bad_field", "bad_timestamp")
 
+_UTC = _dt.timezone.utc
 _OFFENCE_CODE_RE = re.compile(r"^[0-9]{3}/[0-9]{2}$")
 _TIMESTAMP_RE = re.compile(
     r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
@@ -136,19 +137,18 @@ def parse_timestamp(text: str) -> int:
     m = _TIMESTAMP_RE.fullmatch(text)
     if not m:
         raise ValueError("not an RFC 3339 timestamp with offset (e.g. 2025-03-01T10:00:00Z)")
-    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
-    frac = m.group(7) or ""
-    micro = int((frac + "000000")[:6])
-    if m.group(8):
-        tz = _dt.timezone.utc
+    year, month, day, hour, minute, second, frac, zulu, sign, oh, om = m.groups()
+    micro = int((frac + "000000")[:6]) if frac else 0
+    if zulu:
+        tz = _UTC
     else:
-        oh, om = int(m.group(10)), int(m.group(11))
+        oh, om = int(oh), int(om)
         if oh > 23 or om > 59:
-            raise ValueError(f"offset {m.group(9)}{m.group(10)}:{m.group(11)} out of range")
+            raise ValueError(f"offset {sign}{oh:02d}:{om:02d} out of range")
         delta = _dt.timedelta(hours=oh, minutes=om)
-        tz = _dt.timezone(-delta if m.group(9) == "-" else delta)
+        tz = _dt.timezone(-delta if sign == "-" else delta)
     try:
-        value = _dt.datetime(year, month, day, hour, minute, second, micro, tzinfo=tz)
+        value = _dt.datetime(int(year), int(month), int(day), int(hour), int(minute), int(second), micro, tzinfo=tz)
     except ValueError as e:
         raise ValueError(f"not a valid date/time ({e})") from None
     return datetime_to_us(value)
@@ -237,12 +237,18 @@ def _no_constants(name: str) -> Any:
 
 
 def _no_duplicates(pairs: list) -> dict:
-    obj = {}
-    for k, v in pairs:
-        if k in obj:
-            raise ValueError(f"duplicate key {_short(k)}")
-        obj[k] = v
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # rare: find the first repeated key for the reason
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise ValueError(f"duplicate key {_short(k)}")
+            seen.add(k)
     return obj
+
+
+# One decoder for every message (json.loads with options builds a new one per call).
+_DECODER = json.JSONDecoder(parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
 
 
 def _build(obj: dict) -> InputEvent:
@@ -291,7 +297,7 @@ def _validate(raw: Any, harm_table: HarmTable, now_us: Optional[int], max_bytes:
     except UnicodeDecodeError as e:
         raise _Reject("not_utf8", f"invalid UTF-8 at byte {e.start}") from None
     try:
-        obj = json.loads(text, parse_constant=_no_constants, object_pairs_hook=_no_duplicates)
+        obj = _DECODER.decode(text)
     except RecursionError:
         raise _Reject("bad_json", "nested too deeply") from None
     except ValueError as e:  # JSONDecodeError is a ValueError
