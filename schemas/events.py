@@ -8,7 +8,7 @@ arithmetic is exact; `at_iso` renders them back for output.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Optional, Union
 
 US_PER_SECOND = 1_000_000
@@ -100,3 +100,33 @@ EVENT_TYPES: dict[str, type] = {
 }
 
 EXIT_REASONS = ("displaced", "expired", "corrected", "merged")
+
+
+# --- the compact row form, for the topics between the worker's stages ------------------
+
+_ROW_FIELDS: dict[type, tuple[str, ...]] = {
+    cls: tuple(f.name for f in fields(cls)) for cls in EVENT_TYPES.values()
+}
+
+
+def event_to_row(event: InputEvent) -> list:
+    """A validated event as a JSON-able list: [type, field values in declaration order]."""
+    row: list = [event.type]
+    for name in _ROW_FIELDS[type(event)]:
+        value = getattr(event, name)
+        if name == "victims":
+            value = [[v.id, v.sex] for v in value]
+        elif name == "suspects":
+            value = list(value)
+        row.append(value)
+    return row
+
+
+def event_from_row(row: list) -> InputEvent:
+    """The event of `event_to_row`, rebuilt without validation: only for rows this program wrote."""
+    cls = EVENT_TYPES[row[0]]
+    if cls is ReportRecorded:
+        event_id, at, crime_ref, code, suspects, victims, vawg = row[1:]
+        return ReportRecorded(event_id, at, crime_ref, code, tuple(suspects),
+                              tuple(Victim(v[0], v[1]) for v in victims), vawg)
+    return cls(*row[1:])
