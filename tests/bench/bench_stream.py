@@ -373,8 +373,10 @@ class OutputListener(threading.Thread):
         try:
             from kafka import KafkaConsumer, TopicPartition
 
+            # tansu holds a fetch for its whole wait (agents/tansu_fetch.py): a longer wait
+            # would add up to that much to every latency measured here.
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
-                                     fetch_max_wait_ms=50, max_partition_fetch_bytes=4 * 1024 * 1024,
+                                     fetch_max_wait_ms=5, max_partition_fetch_bytes=4 * 1024 * 1024,
                                      session_timeout_ms=6000)
             try:
                 parts = None
