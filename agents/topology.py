@@ -51,9 +51,11 @@ IDENTITY_TOPIC = "harmrank-identity"
 LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
 BATCH = 2000
-WITHIN = 0.002  # seconds a stage waits to fill a batch once an event is there: bounds the latency each hop adds
+WITHIN = 0.01  # seconds a stage waits to fill a batch once an event is there: bounds the latency each hop adds
+TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
 BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
 OFFSET_KEY = "offset"  # in each stage partition's store: the last input offset its state includes
+CLOCK_KEY = "clock"  # in each register partition's store: the newest event time it applied
 
 
 def partition_for(key: str, partitions: int) -> int:
@@ -78,7 +80,41 @@ class Runtime:
     ledgers: dict = field(default_factory=dict)  # ledger partition -> Ledger
     ranker: Optional[Ranker] = None
     offsets: dict = field(default_factory=dict)  # (topic, partition) -> last offset processed
+    ticks: "Ticks" = field(default_factory=lambda: Ticks(TICK_INTERVAL))
     ready: bool = False
+
+
+class Ticks:
+    """The register's clock ticks to every ledger partition: at most one per `interval`, none lost.
+
+    Event time reaches a ledger partition with the updates sent to it; the ones
+    that get none in a batch need a tick. Ticking all of them after every batch
+    made most of the traffic between stages at a few hundred events/s, so the
+    register ticks at most every `interval` and a timer sends what is left.
+    Each register partition keeps the newest event time it applied in its
+    store, with its state, and a restart or a new owner ticks it again
+    (`primed` is False until then), so a crash loses no tick.
+    """
+
+    def __init__(self, interval: float):
+        self.interval = interval
+        self.pending: Optional[int] = None  # the newest event time applied and not yet ticked
+        self.sent_at = float("-inf")  # monotonic time of the last tick taken
+        self.primed = False
+
+    def later(self, as_of: Optional[int]) -> None:
+        """Remember `as_of` for the next tick (a tick that could not be sent comes back here)."""
+        if as_of is not None and (self.pending is None or as_of > self.pending):
+            self.pending = as_of
+
+    def take(self, now: float, force: bool = False) -> Optional[int]:
+        """The pending tick if one is due (always when `force`), or None; taking it clears it."""
+        tick = self.pending
+        if tick is None or (not force and now - self.sent_at < self.interval):
+            return None
+        self.pending = None
+        self.sent_at = now
+        return tick
 
 
 class Outbox:
@@ -122,7 +158,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         topic_replication_factor=1,
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
-        producer_linger=0.0,
+        producer_linger=0.005,
         broker_commit_interval=10.0,
         broker_commit_every=100_000,
         consumer_auto_offset_reset="earliest",
@@ -216,6 +252,17 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         for p in range(partitions):
             outbox.clock(ledger_topic, p, as_of)
 
+    async def send_with_tick(outbox: Outbox, force: bool = False) -> None:
+        """Send `outbox` with the pending tick if one is due; a tick not sent stays pending."""
+        tick = rt.ticks.take(time.monotonic(), force)
+        if tick is not None:
+            tick_all_ledgers(outbox, tick)
+        try:
+            await send_all(outbox)
+        except BaseException:
+            rt.ticks.later(tick)
+            raise
+
     # -- intake: validate, route -----------------------------------------------------------
 
     @app.agent(input_topic)
@@ -287,10 +334,11 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                     for u in updates:
                         outbox.add(ledger_topic, partition_for(u.suspect, partitions),
                                    allegation_update_to_json(u), t0)
-                if newest is not None:
-                    tick_all_ledgers(outbox, newest)
+                if newest is not None and newest > store.get(CLOCK_KEY, 0):
+                    store[CLOCK_KEY] = newest
+                rt.ticks.later(newest)
             # One acknowledgement for the whole batch, then every partition's state.
-            await send_all(outbox)
+            await send_with_tick(outbox)
             await flush_all(stores)
             _observe("register", newest_t0)
 
@@ -401,6 +449,20 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 tick_all_ledgers(outbox, now_us())
                 await send_all(outbox)
 
+    @app.timer(interval=TICK_INTERVAL)
+    async def register_ticks():
+        """Send the register's pending tick; after an assignment, first re-tick its partitions' clocks."""
+        if not rt.ready:
+            return
+        ticks = rt.ticks
+        if not ticks.primed:
+            for tp in app.assignor.assigned_actives():
+                if tp.topic == REGISTER_TOPIC:
+                    ticks.later(PartitionStore(register_table, tp.partition).get(CLOCK_KEY))
+            ticks.primed = True
+        if ticks.pending is not None:
+            await send_with_tick(Outbox(), force=True)
+
     stage_of = {settings.input_topic: "intake", REGISTER_TOPIC: "register", IDENTITY_TOPIC: "register",
                 LEDGER_TOPIC: "ledger", CANDIDATES_TOPIC: "ranker"}
 
@@ -425,6 +487,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         """Forget the in-memory indexes: their partitions may move, and Faust reopens their databases."""
         rt.ledgers.clear()
         rt.ranker = None
+        rt.ticks.primed = False
 
     return app, rt
 
