@@ -46,6 +46,8 @@ def summarise(allegations: dict) -> Summary:
     return Summary(score, count, newest, len(victims))
 
 
+_UNSET = object()
+
 # Records at least this big keep a _Tally; below half of it they go back to summarise().
 TALLY_MIN = 32
 
@@ -156,40 +158,65 @@ class Ledger:
 
     def apply(self, update: AllegationUpdate) -> None:
         """Set one allegation to its new absolute state; idempotent."""
-        self.advance(update.at)
-        alleg = update.allegation
-        if alleg is not None and alleg.recorded_at <= self.store.get("clock", 0) - self.window_us:
-            alleg = None  # already outside the window
-        new = None if alleg is None else [alleg.code, alleg.cents, alleg.vawg, alleg.recorded_at, list(alleg.victims)]
-        self._set(update.suspect, update.crime_ref, new, update.why, update.cause)
+        self.apply_many((update,))
 
-    def _set(self, suspect: str, crime_ref: str, new: Optional[list], why: str, cause: str) -> None:
+    def apply_many(self, updates) -> None:
+        """apply() each update in turn; a run of updates of one suspect (a merge moves many) is summed once."""
+        i, n = 0, len(updates)
+        while i < n:
+            u = updates[i]
+            suspect, why, cause, at = u.suspect, u.why, u.cause, u.at
+            self.advance(at)
+            cutoff = self.store.get("clock", 0) - self.window_us
+            changes = []
+            while True:
+                alleg = u.allegation
+                if alleg is None or alleg.recorded_at <= cutoff:  # None, or already outside the window
+                    changes.append((u.crime_ref, None))
+                else:
+                    changes.append((u.crime_ref, [alleg.code, alleg.cents, alleg.vawg, alleg.recorded_at,
+                                                  list(alleg.victims)]))
+                i += 1
+                if i == n:
+                    break
+                u = updates[i]
+                if u.suspect != suspect or u.why != why or u.cause != cause or u.at != at:
+                    break
+            self._set(suspect, changes, why, cause)
+
+    def _set(self, suspect: str, changes: list, why: str, cause: str) -> None:
+        """Set each (crime_ref, allegation record or None) of one suspect; his standing is compared once."""
         store = self.store
         key = "p:" + suspect
         rec = store.get(key)
-        old = None if rec is None else rec.get(crime_ref)
-        if old == new:
-            # Nothing to change, but flush() still checks him against what was announced:
-            # after a crash before a flush, the replayed input lands here.
-            self._dirty.setdefault(suspect, (why, cause))
-            return
         tally = self._tallies.get(suspect)
-        if rec is None:
-            rec, before = {}, None
-        else:
-            before = summarise(rec) if tally is None else tally.summary()
-        # Changed in place and written back: the store's value is ours until written.
-        if old is not None:
-            del rec[crime_ref]
-        if new is not None:
-            rec[crime_ref] = new
-            if old is None or old[_RECORDED] != new[_RECORDED]:
-                self._index_expiry(suspect, crime_ref, new[_RECORDED])
-        if tally is not None:
+        before = _UNSET
+        for crime_ref, new in changes:
+            old = None if rec is None else rec.get(crime_ref)
+            if old == new:
+                # Nothing to change, but flush() still checks him against what was announced:
+                # after a crash before a flush, the replayed input lands here.
+                self._dirty.setdefault(suspect, (why, cause))
+                continue
+            if before is _UNSET:
+                if rec is None:
+                    rec, before = {}, None
+                else:
+                    before = summarise(rec) if tally is None else tally.summary()
+            # Changed in place and written back: the store's value is ours until written.
             if old is not None:
-                tally.remove(old, rec)
+                del rec[crime_ref]
             if new is not None:
-                tally.add(new)
+                rec[crime_ref] = new
+                if old is None or old[_RECORDED] != new[_RECORDED]:
+                    self._index_expiry(suspect, crime_ref, new[_RECORDED])
+            if tally is not None:
+                if old is not None:
+                    tally.remove(old, rec)
+                if new is not None:
+                    tally.add(new)
+        if before is _UNSET:
+            return
         if rec:
             store[key] = rec
         else:
@@ -263,7 +290,7 @@ class Ledger:
                 rec = store.get("p:" + suspect)
                 current = None if rec is None else rec.get(crime_ref)
                 if current is not None and current[_RECORDED] == recorded_at:
-                    self._set(suspect, crime_ref, None, WHY_EXPIRED, cause)
+                    self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
             if split < len(bucket):
                 del bucket[:split]
                 store[key] = bucket

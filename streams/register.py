@@ -156,22 +156,36 @@ class Register:
         crime_refs = store.get("s:" + src) or []
         if crime_refs:
             del store["s:" + src]
-        updates = []
+        removed, added, new_refs = [], [], []
         for crime_ref in crime_refs:
             key = "r:" + crime_ref
             rec = list(store[key])
-            had_into = into in rec[_SUSPECTS]
-            rec[_SUSPECTS] = sorted({into if s == src else s for s in rec[_SUSPECTS]})
+            suspects = rec[_SUSPECTS]
+            had_into = into in suspects
+            rec[_SUSPECTS] = sorted({into if s == src else s for s in suspects})
             store[key] = rec
             if not had_into:
-                self._index_add(into, crime_ref)
+                new_refs.append(crime_ref)
             if rec[_CANCELLED]:
                 continue
-            updates.append(AllegationUpdate(src, crime_ref, None, WHY_MERGED, alias.cause, alias.at))
+            removed.append(AllegationUpdate(src, crime_ref, None, WHY_MERGED, alias.cause, alias.at))
             if not had_into:
-                updates.append(AllegationUpdate(into, crime_ref, self._allegation(rec), WHY_MERGED, alias.cause,
-                                                alias.at))
-        return updates
+                added.append(AllegationUpdate(into, crime_ref, self._allegation(rec), WHY_MERGED, alias.cause,
+                                              alias.at))
+        if new_refs:
+            self._index_extend(into, new_refs)
+        # All of src's removals, then all of into's additions: the ledger sums each run once.
+        return removed + added
+
+    def _index_extend(self, suspect: str, crime_refs: list) -> None:
+        """Index crime_refs under a suspect who is not yet on them."""
+        key = "s:" + suspect
+        refs = self.store.get(key)
+        if refs is None:
+            self.store[key] = crime_refs
+        else:
+            refs.extend(crime_refs)  # in place, then written back
+            self.store[key] = refs
 
     def _index_add(self, suspect: str, crime_ref: str) -> None:
         """Index a crime_ref under a suspect who is not yet on it (every caller has checked the report)."""
