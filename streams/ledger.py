@@ -191,6 +191,7 @@ class Ledger:
         rec = store.get(key)
         tally = self._tallies.get(suspect)
         before = _UNSET
+        exact = True  # while only additions: score..victims below are his standing after the changes
         for crime_ref, new in changes:
             old = None if rec is None else rec.get(crime_ref)
             if old == new:
@@ -199,17 +200,38 @@ class Ledger:
                 self._dirty.setdefault(suspect, (why, cause))
                 continue
             if before is _UNSET:
-                if rec is None:
-                    rec, before = {}, None
+                if tally is not None:
+                    before = tally.summary()
                 else:
-                    before = summarise(rec) if tally is None else tally.summary()
+                    # One pass gives his standing before; additions then update it, so the common
+                    # case (a new report) sums the record once, not twice.
+                    score = count = newest = 0
+                    victims: set = set()
+                    if rec is None:
+                        rec, before = {}, None
+                    else:
+                        for a in rec.values():
+                            if a[_VAWG]:
+                                score += a[_CENTS]
+                                count += 1
+                                if a[_RECORDED] > newest:
+                                    newest = a[_RECORDED]
+                                victims.update(a[_VICTIMS])
+                        before = Summary(score, count, newest, len(victims))
             # Changed in place and written back: the store's value is ours until written.
             if old is not None:
                 del rec[crime_ref]
+                exact = False
             if new is not None:
                 rec[crime_ref] = new
                 if old is None or old[_RECORDED] != new[_RECORDED]:
                     self._index_expiry(suspect, crime_ref, new[_RECORDED])
+                if exact and tally is None and new[_VAWG]:
+                    score += new[_CENTS]
+                    count += 1
+                    if new[_RECORDED] > newest:
+                        newest = new[_RECORDED]
+                    victims.update(new[_VICTIMS])
             if tally is not None:
                 if old is not None:
                     tally.remove(old, rec)
@@ -223,7 +245,12 @@ class Ledger:
             del store[key]
         size = len(rec)
         if tally is None:
-            after = summarise(rec) if rec else None
+            if not rec:
+                after = None
+            elif exact:
+                after = Summary(score, count, newest, len(victims))
+            else:
+                after = summarise(rec)
             if size >= TALLY_MIN:
                 self._tallies[suspect] = _Tally(rec)
         else:
@@ -261,7 +288,10 @@ class Ledger:
             if cursor is None or hour < cursor:
                 self.store["x-cursor"] = hour
         else:
-            bisect.insort(bucket, entry)  # in order of arrival, this is an append
+            if entry >= bucket[-1]:
+                bucket.append(entry)  # in order of arrival
+            else:
+                bisect.insort(bucket, entry)
             self.store[key] = bucket
 
     def advance(self, as_of: int) -> None:
@@ -277,7 +307,7 @@ class Ledger:
         last_hour = cutoff // US_PER_HOUR
         if last_hour < cursor:
             return
-        cause = "clock:" + us_to_iso(as_of)
+        cause = None  # made when something expires
         for hour in range(cursor, last_hour + 1):
             key = f"x:{hour}"
             bucket = store.get(key)
@@ -290,6 +320,8 @@ class Ledger:
                 rec = store.get("p:" + suspect)
                 current = None if rec is None else rec.get(crime_ref)
                 if current is not None and current[_RECORDED] == recorded_at:
+                    if cause is None:
+                        cause = "clock:" + us_to_iso(as_of)
                     self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
             if split < len(bucket):
                 del bucket[:split]
