@@ -71,8 +71,8 @@ class Register:
         entry = self.harm.get(rec[_CODE])
         victims = rec[_VICTIMS]
         flag = rec[_FLAG]
-        vawg = flag if flag is not None else (entry.vawg and any(v[1] == "F" for v in victims))
-        return Allegation(rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], tuple(v[0] for v in victims))
+        vawg = flag if flag is not None else (entry.vawg and "F" in [v[1] for v in victims])
+        return Allegation(rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], tuple([v[0] for v in victims]))
 
     # -- writing -----------------------------------------------------------------
 
@@ -103,7 +103,10 @@ class Register:
         raise TypeError(f"not a crime event: {event!r}")  # pragma: no cover - validation lets only these through
 
     def _record(self, key: str, ev: ReportRecorded) -> Outcome:
-        suspects = sorted({resolve(self.store, s) for s in ev.suspects})
+        if len(ev.suspects) == 1:  # the common case
+            suspects = [resolve(self.store, ev.suspects[0])]
+        else:
+            suspects = sorted({resolve(self.store, s) for s in ev.suspects})
         rec = [ev.offence_code, ev.vawg, ev.at, [[v.id, v.sex] for v in ev.victims], suspects, False, [ev.event_id]]
         self.store[key] = rec
         alleg = self._allegation(rec)
