@@ -100,7 +100,7 @@ class Ranker:
             return []
         book = self.book
         store = self.store
-        as_of = us_to_iso(self.as_of)
+        as_of = None  # formatted once, if anything is emitted
         exits, entries = [], []
         for suspect, (why, cause, summary) in self._touched.items():
             member_key = "m:" + suspect
@@ -114,10 +114,14 @@ class Ranker:
                 entries.append((book.rank(suspect), suspect, summary, cause))
             else:
                 del store[member_key]
+                if as_of is None:
+                    as_of = us_to_iso(self.as_of)
                 reason = why if why in LOWERING_WHYS else WHY_DISPLACED
                 exits.append(self._event("ranking.exited", suspect, summary, as_of, cause, reason=reason))
         self._touched.clear()
         entries.sort()
+        if entries and as_of is None:
+            as_of = us_to_iso(self.as_of)
         return exits + [self._event("ranking.entered", s, summ, as_of, cause, rank=rank)
                         for rank, s, summ, cause in entries]
 
