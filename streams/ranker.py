@@ -94,6 +94,10 @@ class Ranker:
             if other not in self._touched:
                 self._touched[other] = (WHY_DISPLACED, update.cause, self.candidate(other))
 
+    def apply_many(self, updates) -> None:
+        for update in updates:
+            self.apply(update)
+
     def flush(self) -> list[dict]:
         """Ranking events for the membership changes since the last flush: exits first."""
         if not self._touched:
