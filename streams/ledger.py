@@ -16,7 +16,6 @@ recreated) keeps the sums up to date in O(1) per change, still in integers.
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 from typing import Optional
 
 from schemas.events import US_PER_DAY, us_to_iso
@@ -59,7 +58,7 @@ class _Tally:
 
     def __init__(self, rec: dict):
         self.score = self.count = self.newest = 0
-        self.victims: Counter = Counter()
+        self.victims: dict = {}  # victim id -> how many of the VAWG allegations name him
         for a in rec.values():
             self.add(a)
 
@@ -69,7 +68,9 @@ class _Tally:
             self.count += 1
             if a[_RECORDED] > self.newest:
                 self.newest = a[_RECORDED]
-            self.victims.update(a[_VICTIMS])
+            victims = self.victims
+            for v in a[_VICTIMS]:
+                victims[v] = victims.get(v, 0) + 1
 
     def remove(self, a: list, rec: dict) -> None:
         """Take out `a`, already gone from `rec` (which is rescanned only if `a` was the newest)."""
@@ -202,6 +203,12 @@ class Ledger:
             if before is _UNSET:
                 if tally is not None:
                     before = tally.summary()
+                    if len(changes) > 1:
+                        # A run (a merge moves a whole record): one sum at the end costs less than a
+                        # tally step per change, each removal of the newest rescanning the record.
+                        del self._tallies[suspect]
+                        tally = None
+                        exact = False
                 else:
                     # One pass gives his standing before; additions then update it, so the common
                     # case (a new report) sums the record once, not twice.
@@ -247,12 +254,13 @@ class Ledger:
         if tally is None:
             if not rec:
                 after = None
+            elif size >= TALLY_MIN:
+                tally = self._tallies[suspect] = _Tally(rec)
+                after = tally.summary()
             elif exact:
                 after = Summary(score, count, newest, len(victims))
             else:
                 after = summarise(rec)
-            if size >= TALLY_MIN:
-                self._tallies[suspect] = _Tally(rec)
         else:
             after = tally.summary() if rec else None
             if size < TALLY_MIN // 2:

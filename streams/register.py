@@ -165,7 +165,10 @@ class Register:
             rec = list(store[key])
             suspects = rec[_SUSPECTS]
             had_into = into in suspects
-            rec[_SUSPECTS] = sorted({into if s == src else s for s in suspects})
+            if len(suspects) == 1:  # [src]: the common case
+                rec[_SUSPECTS] = [into]
+            else:
+                rec[_SUSPECTS] = sorted({into if s == src else s for s in suspects})
             store[key] = rec
             if not had_into:
                 new_refs.append(crime_ref)
