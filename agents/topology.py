@@ -232,18 +232,18 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             for item in body["items"]:
                 yield e, body, item
 
-    def apply_envelopes(store: PartitionStore, events: list, decode, apply, advance) -> float:
+    def apply_envelopes(store: PartitionStore, events: list, decode, apply_all, advance) -> float:
         """Apply the facts and clock of every envelope the store's state does not include yet.
 
-        Returns the newest publish time (`t0`) among them, for the latency metric.
+        `apply_all` takes the list of one envelope's facts, in order. Returns the
+        newest publish time (`t0`) among them, for the latency metric.
         """
         t0 = 0.0
         for e in unapplied(store, events):
             seen(e)
             body = json.loads(e.message.value)
             t0 = max(t0, body.get("t0", 0.0))
-            for item in body["items"]:
-                apply(decode(item))
+            apply_all([decode(item) for item in body["items"]])
             if "as_of" in body:
                 advance(body["as_of"])
         return t0
@@ -385,7 +385,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                     led = ledger_for(partition)
                     touched.append(partition)
                     clock_before = led.as_of
-                    t0 = apply_envelopes(led.store, group, allegation_update_from_json, led.apply, led.advance)
+                    t0 = apply_envelopes(led.store, group, allegation_update_from_json, led.apply_many,
+                                         led.advance)
                     newest_t0 = max(newest_t0, t0)
                     for u in led.flush():
                         outbox.add(candidates_topic, 0, candidate_update_to_json(u), t0)
@@ -419,7 +420,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         async for events in take_batches(stream, BATCH, WITHIN):
             rk = the_ranker()
             try:
-                t0 = apply_envelopes(rk.store, events, candidate_update_from_json, rk.apply, rk.advance)
+                t0 = apply_envelopes(rk.store, events, candidate_update_from_json, rk.apply_many, rk.advance)
                 out = rk.flush()
                 outbox = Outbox()
                 outbox.singles = [(output_topic, o["suspect_id"].encode(), _dumps(o), None) for o in out]

@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Optional
 
 from schemas.validate import Rejected, validate
 
+from .gcpolicy import long_lived_state
 from .pipeline import Pipeline
 from .register import ACCEPTED, DUPLICATE
 
@@ -46,43 +47,45 @@ def rank_lines(lines: Iterable, harm_table, top_n: int = 100, window_days: int =
     pipe = Pipeline(harm_table, top_n=top_n, window_days=window_days, min_allegations=min_allegations)
     result = BatchResult(pipe, as_of)
     now = now_us() if clock_now is None else clock_now
-    pending = 0
-    for lineno, line in enumerate(lines, start=1):
-        if isinstance(line, str):
-            line = line.encode("utf-8", "surrogateescape")
-        if not line.strip():
-            continue
-        result.lines += 1
-        event = validate(line.rstrip(b"\r\n"), harm_table, now_us=now)
-        if isinstance(event, Rejected):
-            result.rejected += 1
-            if on_reject:
-                on_reject(lineno, event.reason)
-            continue
-        if as_of is not None and event.at > as_of:
-            result.after_as_of += 1
-            continue
-        outcome = pipe.apply(event)
-        if outcome.status == ACCEPTED:
-            result.accepted += 1
-        elif outcome.status == DUPLICATE:
-            result.duplicates += 1
-        else:
-            result.rejected += 1
-            if on_reject:
-                code, detail = outcome.rejection
-                on_reject(lineno, f"{code}: {detail}")
-        pending += 1
-        if keep_events or pending >= FLUSH_EVERY:
-            out = pipe.flush()
-            if keep_events:
-                result.events.extend(out)
-            pending = 0
-    if as_of is not None:
-        pipe.advance(as_of)
-    out = pipe.flush()
-    if keep_events:
-        result.events.extend(out)
+    with long_lived_state() as tick:  # see streams/gcpolicy.py: the state is millions of long-lived objects
+        pending = 0
+        for lineno, line in enumerate(lines, start=1):
+            if isinstance(line, str):
+                line = line.encode("utf-8", "surrogateescape")
+            if not line.strip():
+                continue
+            result.lines += 1
+            event = validate(line.rstrip(b"\r\n"), harm_table, now_us=now)
+            if isinstance(event, Rejected):
+                result.rejected += 1
+                if on_reject:
+                    on_reject(lineno, event.reason)
+                continue
+            if as_of is not None and event.at > as_of:
+                result.after_as_of += 1
+                continue
+            outcome = pipe.apply(event)
+            tick()
+            if outcome.status == ACCEPTED:
+                result.accepted += 1
+            elif outcome.status == DUPLICATE:
+                result.duplicates += 1
+            else:
+                result.rejected += 1
+                if on_reject:
+                    code, detail = outcome.rejection
+                    on_reject(lineno, f"{code}: {detail}")
+            pending += 1
+            if keep_events or pending >= FLUSH_EVERY:
+                out = pipe.flush()
+                if keep_events:
+                    result.events.extend(out)
+                pending = 0
+        if as_of is not None:
+            pipe.advance(as_of)
+        out = pipe.flush()
+        if keep_events:
+            result.events.extend(out)
     if result.as_of is None:
         result.as_of = pipe.as_of if result.accepted else None
     return result

@@ -85,8 +85,22 @@ class TopBook:
         Returns (entered, exited): the idents whose top-N membership changed
         (at most ident and the one that crosses rank N the other way).
         """
-        old = self._keys.get(ident)
+        keys = self._keys
+        old = keys.get(ident)
         if old == key:
+            return [], []
+        top = self._top
+        if (self._floor is None and ident not in self._members
+                and (key is None or (len(top) >= self.n and key > top[-1]
+                                     and (self.capacity is None or len(keys) < self.capacity)))):
+            # The common case, far from the top: he was not a member and will not be one.
+            if old is not None:
+                del keys[ident]  # its copy in the heap is stale from now on
+            if key is not None:
+                keys[ident] = key
+                heapq.heappush(self._rest, key)
+            if len(self._rest) > 2 * (len(keys) - len(top)) + 64:
+                self._compact()
             return [], []
         before = {ident: ident in self._members}  # membership before, of every ident touched
         held = key is not None and (self._floor is None or key < self._floor)

@@ -16,7 +16,6 @@ recreated) keeps the sums up to date in O(1) per change, still in integers.
 from __future__ import annotations
 
 import bisect
-from collections import Counter
 from typing import Optional
 
 from schemas.events import US_PER_DAY, us_to_iso
@@ -46,6 +45,8 @@ def summarise(allegations: dict) -> Summary:
     return Summary(score, count, newest, len(victims))
 
 
+_UNSET = object()
+
 # Records at least this big keep a _Tally; below half of it they go back to summarise().
 TALLY_MIN = 32
 
@@ -57,7 +58,7 @@ class _Tally:
 
     def __init__(self, rec: dict):
         self.score = self.count = self.newest = 0
-        self.victims: Counter = Counter()
+        self.victims: dict = {}  # victim id -> how many of the VAWG allegations name him
         for a in rec.values():
             self.add(a)
 
@@ -67,7 +68,9 @@ class _Tally:
             self.count += 1
             if a[_RECORDED] > self.newest:
                 self.newest = a[_RECORDED]
-            self.victims.update(a[_VICTIMS])
+            victims = self.victims
+            for v in a[_VICTIMS]:
+                victims[v] = victims.get(v, 0) + 1
 
     def remove(self, a: list, rec: dict) -> None:
         """Take out `a`, already gone from `rec` (which is rescanned only if `a` was the newest)."""
@@ -156,49 +159,108 @@ class Ledger:
 
     def apply(self, update: AllegationUpdate) -> None:
         """Set one allegation to its new absolute state; idempotent."""
-        self.advance(update.at)
-        alleg = update.allegation
-        if alleg is not None and alleg.recorded_at <= self.store.get("clock", 0) - self.window_us:
-            alleg = None  # already outside the window
-        new = None if alleg is None else [alleg.code, alleg.cents, alleg.vawg, alleg.recorded_at, list(alleg.victims)]
-        self._set(update.suspect, update.crime_ref, new, update.why, update.cause)
+        self.apply_many((update,))
 
-    def _set(self, suspect: str, crime_ref: str, new: Optional[list], why: str, cause: str) -> None:
+    def apply_many(self, updates) -> None:
+        """apply() each update in turn; a run of updates of one suspect (a merge moves many) is summed once."""
+        i, n = 0, len(updates)
+        while i < n:
+            u = updates[i]
+            suspect, why, cause, at = u.suspect, u.why, u.cause, u.at
+            self.advance(at)
+            cutoff = self.store.get("clock", 0) - self.window_us
+            changes = []
+            while True:
+                alleg = u.allegation
+                if alleg is None or alleg.recorded_at <= cutoff:  # None, or already outside the window
+                    changes.append((u.crime_ref, None))
+                else:
+                    changes.append((u.crime_ref, [alleg.code, alleg.cents, alleg.vawg, alleg.recorded_at,
+                                                  list(alleg.victims)]))
+                i += 1
+                if i == n:
+                    break
+                u = updates[i]
+                if u.suspect != suspect or u.why != why or u.cause != cause or u.at != at:
+                    break
+            self._set(suspect, changes, why, cause)
+
+    def _set(self, suspect: str, changes: list, why: str, cause: str) -> None:
+        """Set each (crime_ref, allegation record or None) of one suspect; his standing is compared once."""
         store = self.store
         key = "p:" + suspect
         rec = store.get(key)
-        old = None if rec is None else rec.get(crime_ref)
-        if old == new:
-            # Nothing to change, but flush() still checks him against what was announced:
-            # after a crash before a flush, the replayed input lands here.
-            self._dirty.setdefault(suspect, (why, cause))
-            return
         tally = self._tallies.get(suspect)
-        if rec is None:
-            rec, before = {}, None
-        else:
-            before = summarise(rec) if tally is None else tally.summary()
-        # Changed in place and written back: the store's value is ours until written.
-        if old is not None:
-            del rec[crime_ref]
-        if new is not None:
-            rec[crime_ref] = new
-            if old is None or old[_RECORDED] != new[_RECORDED]:
-                self._index_expiry(suspect, crime_ref, new[_RECORDED])
-        if tally is not None:
+        before = _UNSET
+        exact = True  # while only additions: score..victims below are his standing after the changes
+        for crime_ref, new in changes:
+            old = None if rec is None else rec.get(crime_ref)
+            if old == new:
+                # Nothing to change, but flush() still checks him against what was announced:
+                # after a crash before a flush, the replayed input lands here.
+                self._dirty.setdefault(suspect, (why, cause))
+                continue
+            if before is _UNSET:
+                if tally is not None:
+                    before = tally.summary()
+                    if len(changes) > 1:
+                        # A run (a merge moves a whole record): one sum at the end costs less than a
+                        # tally step per change, each removal of the newest rescanning the record.
+                        del self._tallies[suspect]
+                        tally = None
+                        exact = False
+                else:
+                    # One pass gives his standing before; additions then update it, so the common
+                    # case (a new report) sums the record once, not twice.
+                    score = count = newest = 0
+                    victims: set = set()
+                    if rec is None:
+                        rec, before = {}, None
+                    else:
+                        for a in rec.values():
+                            if a[_VAWG]:
+                                score += a[_CENTS]
+                                count += 1
+                                if a[_RECORDED] > newest:
+                                    newest = a[_RECORDED]
+                                victims.update(a[_VICTIMS])
+                        before = Summary(score, count, newest, len(victims))
+            # Changed in place and written back: the store's value is ours until written.
             if old is not None:
-                tally.remove(old, rec)
+                del rec[crime_ref]
+                exact = False
             if new is not None:
-                tally.add(new)
+                rec[crime_ref] = new
+                if old is None or old[_RECORDED] != new[_RECORDED]:
+                    self._index_expiry(suspect, crime_ref, new[_RECORDED])
+                if exact and tally is None and new[_VAWG]:
+                    score += new[_CENTS]
+                    count += 1
+                    if new[_RECORDED] > newest:
+                        newest = new[_RECORDED]
+                    victims.update(new[_VICTIMS])
+            if tally is not None:
+                if old is not None:
+                    tally.remove(old, rec)
+                if new is not None:
+                    tally.add(new)
+        if before is _UNSET:
+            return
         if rec:
             store[key] = rec
         else:
             del store[key]
         size = len(rec)
         if tally is None:
-            after = summarise(rec) if rec else None
-            if size >= TALLY_MIN:
-                self._tallies[suspect] = _Tally(rec)
+            if not rec:
+                after = None
+            elif size >= TALLY_MIN:
+                tally = self._tallies[suspect] = _Tally(rec)
+                after = tally.summary()
+            elif exact:
+                after = Summary(score, count, newest, len(victims))
+            else:
+                after = summarise(rec)
         else:
             after = tally.summary() if rec else None
             if size < TALLY_MIN // 2:
@@ -234,7 +296,10 @@ class Ledger:
             if cursor is None or hour < cursor:
                 self.store["x-cursor"] = hour
         else:
-            bisect.insort(bucket, entry)  # in order of arrival, this is an append
+            if entry >= bucket[-1]:
+                bucket.append(entry)  # in order of arrival
+            else:
+                bisect.insort(bucket, entry)
             self.store[key] = bucket
 
     def advance(self, as_of: int) -> None:
@@ -250,7 +315,7 @@ class Ledger:
         last_hour = cutoff // US_PER_HOUR
         if last_hour < cursor:
             return
-        cause = "clock:" + us_to_iso(as_of)
+        cause = None  # made when something expires
         for hour in range(cursor, last_hour + 1):
             key = f"x:{hour}"
             bucket = store.get(key)
@@ -263,7 +328,9 @@ class Ledger:
                 rec = store.get("p:" + suspect)
                 current = None if rec is None else rec.get(crime_ref)
                 if current is not None and current[_RECORDED] == recorded_at:
-                    self._set(suspect, crime_ref, None, WHY_EXPIRED, cause)
+                    if cause is None:
+                        cause = "clock:" + us_to_iso(as_of)
+                    self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
             if split < len(bucket):
                 del bucket[:split]
                 store[key] = bucket

@@ -41,8 +41,7 @@ class Pipeline:
             outcome = self.register.apply(event)
         if outcome.status == ACCEPTED:
             self.advance(event.at)
-            for update in outcome.updates:
-                self.ledger.apply(update)
+            self.ledger.apply_many(outcome.updates)
         return outcome
 
     def advance(self, as_of: int) -> None:

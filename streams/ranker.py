@@ -94,13 +94,17 @@ class Ranker:
             if other not in self._touched:
                 self._touched[other] = (WHY_DISPLACED, update.cause, self.candidate(other))
 
+    def apply_many(self, updates) -> None:
+        for update in updates:
+            self.apply(update)
+
     def flush(self) -> list[dict]:
         """Ranking events for the membership changes since the last flush: exits first."""
         if not self._touched:
             return []
         book = self.book
         store = self.store
-        as_of = us_to_iso(self.as_of)
+        as_of = None  # formatted once, if anything is emitted
         exits, entries = [], []
         for suspect, (why, cause, summary) in self._touched.items():
             member_key = "m:" + suspect
@@ -114,10 +118,14 @@ class Ranker:
                 entries.append((book.rank(suspect), suspect, summary, cause))
             else:
                 del store[member_key]
+                if as_of is None:
+                    as_of = us_to_iso(self.as_of)
                 reason = why if why in LOWERING_WHYS else WHY_DISPLACED
                 exits.append(self._event("ranking.exited", suspect, summary, as_of, cause, reason=reason))
         self._touched.clear()
         entries.sort()
+        if entries and as_of is None:
+            as_of = us_to_iso(self.as_of)
         return exits + [self._event("ranking.entered", s, summ, as_of, cause, rank=rank)
                         for rank, s, summ, cause in entries]
 

@@ -71,8 +71,8 @@ class Register:
         entry = self.harm.get(rec[_CODE])
         victims = rec[_VICTIMS]
         flag = rec[_FLAG]
-        vawg = flag if flag is not None else (entry.vawg and any(v[1] == "F" for v in victims))
-        return Allegation(rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], tuple(v[0] for v in victims))
+        vawg = flag if flag is not None else (entry.vawg and "F" in [v[1] for v in victims])
+        return Allegation(rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], tuple([v[0] for v in victims]))
 
     # -- writing -----------------------------------------------------------------
 
@@ -103,7 +103,10 @@ class Register:
         raise TypeError(f"not a crime event: {event!r}")  # pragma: no cover - validation lets only these through
 
     def _record(self, key: str, ev: ReportRecorded) -> Outcome:
-        suspects = sorted({resolve(self.store, s) for s in ev.suspects})
+        if len(ev.suspects) == 1:  # the common case
+            suspects = [resolve(self.store, ev.suspects[0])]
+        else:
+            suspects = sorted({resolve(self.store, s) for s in ev.suspects})
         rec = [ev.offence_code, ev.vawg, ev.at, [[v.id, v.sex] for v in ev.victims], suspects, False, [ev.event_id]]
         self.store[key] = rec
         alleg = self._allegation(rec)
@@ -156,22 +159,39 @@ class Register:
         crime_refs = store.get("s:" + src) or []
         if crime_refs:
             del store["s:" + src]
-        updates = []
+        removed, added, new_refs = [], [], []
         for crime_ref in crime_refs:
             key = "r:" + crime_ref
             rec = list(store[key])
-            had_into = into in rec[_SUSPECTS]
-            rec[_SUSPECTS] = sorted({into if s == src else s for s in rec[_SUSPECTS]})
+            suspects = rec[_SUSPECTS]
+            had_into = into in suspects
+            if len(suspects) == 1:  # [src]: the common case
+                rec[_SUSPECTS] = [into]
+            else:
+                rec[_SUSPECTS] = sorted({into if s == src else s for s in suspects})
             store[key] = rec
             if not had_into:
-                self._index_add(into, crime_ref)
+                new_refs.append(crime_ref)
             if rec[_CANCELLED]:
                 continue
-            updates.append(AllegationUpdate(src, crime_ref, None, WHY_MERGED, alias.cause, alias.at))
+            removed.append(AllegationUpdate(src, crime_ref, None, WHY_MERGED, alias.cause, alias.at))
             if not had_into:
-                updates.append(AllegationUpdate(into, crime_ref, self._allegation(rec), WHY_MERGED, alias.cause,
-                                                alias.at))
-        return updates
+                added.append(AllegationUpdate(into, crime_ref, self._allegation(rec), WHY_MERGED, alias.cause,
+                                              alias.at))
+        if new_refs:
+            self._index_extend(into, new_refs)
+        # All of src's removals, then all of into's additions: the ledger sums each run once.
+        return removed + added
+
+    def _index_extend(self, suspect: str, crime_refs: list) -> None:
+        """Index crime_refs under a suspect who is not yet on them."""
+        key = "s:" + suspect
+        refs = self.store.get(key)
+        if refs is None:
+            self.store[key] = crime_refs
+        else:
+            refs.extend(crime_refs)  # in place, then written back
+            self.store[key] = refs
 
     def _index_add(self, suspect: str, crime_ref: str) -> None:
         """Index a crime_ref under a suspect who is not yet on it (every caller has checked the report)."""

@@ -6,6 +6,9 @@
 2. Times --events further mixed events (new reports on existing suspects, merges,
    reclassifications, cancellations, links, unlinks) through the same Pipeline
    that `harmrank rank` runs, flushing the ranking after every event.
+   Steps 1-2 run with CPython's default garbage collection, then again from
+   scratch with the batch's collector policy (streams/gcpolicy.py: what
+   `harmrank rank` runs with); --gc picks one of them only.
 3. Times one from-scratch recomputation of the ranking over the same state, and
    prints how many times cheaper one incremental update is.
 4. Prints peak RSS.
@@ -18,6 +21,7 @@ import resource
 import time
 
 from schemas.events import US_PER_DAY
+from streams.gcpolicy import long_lived_state
 from streams.ledger import summarise
 from streams.messages import rank_key
 from streams.pipeline import Pipeline
@@ -26,7 +30,7 @@ from tests.streams.helpers import HARM, T0, cancelled, linked, merged, recorded,
 VAWG_CODES = ["105/01", "008/06", "019/08", "008/66"]
 
 
-def fill(pipe: Pipeline, suspects: int, rng: random.Random) -> int:
+def fill(pipe: Pipeline, suspects: int, rng: random.Random, tick) -> int:
     at = T0
     step = (300 * US_PER_DAY) // (suspects * 2)
     for i in range(suspects):
@@ -34,6 +38,7 @@ def fill(pipe: Pipeline, suspects: int, rng: random.Random) -> int:
             at += step
             pipe.apply(recorded(f"F{i}-{j}", rng.choice(VAWG_CODES), [f"S{i}"], at,
                                 victims=((f"V{i}", "F"),)))
+            tick()
         if i % 1000 == 0:
             pipe.flush()
     pipe.flush()
@@ -74,17 +79,23 @@ def recompute(pipe: Pipeline, top_n: int) -> list:
     return keys[:top_n]
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--suspects", type=int, default=1_000_000)
-    ap.add_argument("--events", type=int, default=300_000)
-    ap.add_argument("--top", type=int, default=100)
-    args = ap.parse_args(argv)
+class _default_gc:
+    """CPython's collector as it comes: nothing to do per event."""
+
+    def __enter__(self):
+        return lambda: None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def run(args, policy: str, tick) -> None:
     rng = random.Random(7)
     pipe = Pipeline(HARM, top_n=args.top)
+    print(f"-- {policy} --")
 
     t, c = time.perf_counter(), time.process_time()
-    at = fill(pipe, args.suspects, rng)
+    at = fill(pipe, args.suspects, rng, tick)
     fill_s, fill_cpu = time.perf_counter() - t, time.process_time() - c
     print(f"fill: {args.suspects:,} suspects ({2 * args.suspects:,} reports) in {fill_s:.1f} s "
           f"({2 * args.suspects / fill_s:,.0f} events/s; CPU {fill_cpu:.1f} s)")
@@ -94,6 +105,7 @@ def main(argv=None) -> int:
     emitted = 0
     for ev in events:
         pipe.apply(ev)
+        tick()
         emitted += len(pipe.flush())
     run_s, run_cpu = time.perf_counter() - t, time.process_time() - c
     rate = len(events) / run_s
@@ -107,6 +119,19 @@ def main(argv=None) -> int:
     per_event_s = run_s / len(events)
     print(f"recompute from scratch: {recompute_s:.3f} s; one incremental update: {per_event_s * 1e6:.1f} us "
           f"=> {recompute_s / per_event_s:,.0f} times cheaper (top N identical)")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--suspects", type=int, default=1_000_000)
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--top", type=int, default=100)
+    ap.add_argument("--gc", choices=["both", "default", "batch"], default="both",
+                    help="CPython's default garbage collection, the batch's policy, or both in turn (the default)")
+    args = ap.parse_args(argv)
+    for policy in (["default", "batch"] if args.gc == "both" else [args.gc]):
+        with long_lived_state() if policy == "batch" else _default_gc() as tick:
+            run(args, f"{policy} GC" if policy == "default" else "batch GC policy (streams/gcpolicy.py)", tick)
     print(f"peak RSS: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
     return 0
 
