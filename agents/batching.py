@@ -10,9 +10,10 @@ reports by seconds, with half a core idle.
 
 `take_batches` reads the stream in the background the whole time, into a
 buffer bounded at `2 x max_` (beyond it the reader waits, and Faust's own
-queue and fetcher pause in turn). A batch is handed over at once if events
-arrived while the last one was worked (they have waited already), else
-`within` after the first event arrives, or as soon as `max_` are there.
+queue and fetcher pause in turn). A batch is handed over as soon as `max_`
+events are there, or `within` after its oldest event started waiting (for the
+events left over from the last batch: after that batch was taken), so under
+load batches grow instead of shrinking to whatever came in during the last one.
 Events are acknowledged (so their offsets may be committed) only after the
 agent has finished the batch, as with `take_events`.
 """
@@ -33,6 +34,8 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     drained = asyncio.Event()  # the buffer fell below its bound
     drained.set()
     bound = 2 * max_
+    loop = asyncio.get_running_loop()
+    oldest_at = [0.0]  # loop time from which the oldest buffered event has been waiting
 
     async def add_to_buffer(value: Any) -> Any:
         try:
@@ -42,6 +45,8 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
             event = stream.current_event
             if event is None:
                 raise RuntimeError("batch reader found no current event")
+            if not buffer:
+                oldest_at[0] = loop.time()
             buffer.append(event)
             arrived.set()
         except asyncio.CancelledError:  # pragma: no cover
@@ -55,24 +60,26 @@ async def take_batches(stream: Any, max_: int, within: float) -> AsyncIterator[l
     stream.enable_acks = False  # acked below, once the agent is done with the batch
     stream.add_processor(add_to_buffer)
     stream._enable_passive(aiter(stream.channel))  # Faust's background reader, as take_events starts it
-    loop = asyncio.get_running_loop()
     try:
         while not stream.should_stop:
             if not buffer:
                 arrived.clear()
                 await arrived.wait()
-                deadline = loop.time() + within
-                while len(buffer) < max_:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    arrived.clear()
-                    try:
-                        await asyncio.wait_for(arrived.wait(), remaining)
-                    except asyncio.TimeoutError:
-                        break
+            # Hand over once max_ are there, or `within` after the oldest waiting event came.
+            deadline = oldest_at[0] + within
+            while len(buffer) < max_:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
             batch = buffer[:max_]
             del buffer[:max_]
+            if buffer:  # the rest waits for the next batch: count its wait from now
+                oldest_at[0] = loop.time()
             if len(buffer) < bound:
                 drained.set()
             try:
