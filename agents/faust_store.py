@@ -9,7 +9,7 @@ in between replays the batch instead of losing its output).
 Reads and writes go straight to the partition's RocksDB, and every write also
 goes to the table's changelog partition of the same number, so Faust's own
 recovery restores the table after a restart or on another worker. (Faust's
-`table[key] = ...` cannot be used from a `take_events()` batch: it needs a
+`table[key] = ...` cannot be used from a batch of events: it needs a
 current event, which the batch's background drainer task does not set.)
 """
 from __future__ import annotations

@@ -31,8 +31,8 @@ US_PER_HOUR = US_PER_DAY // 24
 _CENTS, _VAWG, _RECORDED, _VICTIMS = 1, 2, 3, 4
 
 
-def summarise(allegations: dict) -> Summary:
-    """A suspect's standing from his allegations in the window: exact integers."""
+def _sums(allegations: dict) -> tuple[int, int, int, set]:
+    """Score, VAWG count, newest recorded_at and victim ids of his allegations: exact integers."""
     score = count = newest = 0
     victims: set = set()
     for a in allegations.values():
@@ -42,6 +42,12 @@ def summarise(allegations: dict) -> Summary:
             if a[_RECORDED] > newest:
                 newest = a[_RECORDED]
             victims.update(a[_VICTIMS])
+    return score, count, newest, victims
+
+
+def summarise(allegations: dict) -> Summary:
+    """A suspect's standing from his allegations in the window."""
+    score, count, newest, victims = _sums(allegations)
     return Summary(score, count, newest, len(victims))
 
 
@@ -212,18 +218,12 @@ class Ledger:
                 else:
                     # One pass gives his standing before; additions then update it, so the common
                     # case (a new report) sums the record once, not twice.
-                    score = count = newest = 0
-                    victims: set = set()
                     if rec is None:
                         rec, before = {}, None
+                        score = count = newest = 0
+                        victims: set = set()
                     else:
-                        for a in rec.values():
-                            if a[_VAWG]:
-                                score += a[_CENTS]
-                                count += 1
-                                if a[_RECORDED] > newest:
-                                    newest = a[_RECORDED]
-                                victims.update(a[_VICTIMS])
+                        score, count, newest, victims = _sums(rec)
                         before = Summary(score, count, newest, len(victims))
             # Changed in place and written back: the store's value is ours until written.
             if old is not None:
