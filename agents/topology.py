@@ -40,7 +40,6 @@ from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
 from . import metrics
-from .batching import take_batches
 from .faust_store import PartitionStore, flush_all
 from .settings import Settings
 
@@ -267,7 +266,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(input_topic)
     async def intake(stream):
-        async for events in take_batches(stream, BATCH, WITHIN):
+        async for events in stream.take_events(BATCH, within=WITHIN):
             outbox = Outbox()
             now = now_us()
             for e in events:
@@ -308,7 +307,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(register_topic)
     async def register(stream):
-        async for events in take_batches(stream, BATCH, WITHIN):
+        async for events in stream.take_events(BATCH, within=WITHIN):
             outbox, stores, newest_t0 = Outbox(), [], 0.0
             for partition, group in by_partition(events).items():
                 store = PartitionStore(register_table, partition)
@@ -346,7 +345,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(identity_topic)
     async def identity(stream):
-        async for events in take_batches(stream, BATCH, WITHIN):
+        async for events in stream.take_events(BATCH, within=WITHIN):
             store = PartitionStore(identity_table, 0)
             ident = Identity(store)
             outbox, newest = Outbox(), None
@@ -378,7 +377,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(ledger_topic)
     async def ledger(stream):
-        async for events in take_batches(stream, BATCH, WITHIN):
+        async for events in stream.take_events(BATCH, within=WITHIN):
             outbox, touched, newest_t0 = Outbox(), [], 0.0
             try:
                 for partition, group in by_partition(events).items():
@@ -417,7 +416,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(candidates_topic)
     async def ranker(stream):
-        async for events in take_batches(stream, BATCH, WITHIN):
+        async for events in stream.take_events(BATCH, within=WITHIN):
             rk = the_ranker()
             try:
                 t0 = apply_envelopes(rk.store, events, candidate_update_from_json, rk.apply_many, rk.advance)
