@@ -52,6 +52,7 @@ CANDIDATES_TOPIC = "harmrank-candidates"
 BATCH = 2000
 WITHIN = 0.01  # seconds a stage waits to fill a batch once an event is there: bounds the latency each hop adds
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
+TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
 BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
 OFFSET_KEY = "offset"  # in each stage partition's store: the last input offset its state includes
 CLOCK_KEY = "clock"  # in each register partition's store: the newest event time it applied
@@ -449,7 +450,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 tick_all_ledgers(outbox, now_us())
                 await send_all(outbox)
 
-    @app.timer(interval=TICK_INTERVAL)
+    @app.timer(interval=TICK_TIMER_INTERVAL)
     async def register_ticks():
         """Send the register's pending tick; after an assignment, first re-tick its partitions' clocks."""
         if not rt.ready:
