@@ -183,6 +183,10 @@ class Register:
         # All of src's removals, then all of into's additions: the ledger sums each run once.
         return removed + added
 
+    def _index_add(self, suspect: str, crime_ref: str) -> None:
+        """Index a crime_ref under a suspect who is not yet on it (every caller has checked the report)."""
+        self._index_extend(suspect, [crime_ref])
+
     def _index_extend(self, suspect: str, crime_refs: list) -> None:
         """Index crime_refs under a suspect who is not yet on them."""
         key = "s:" + suspect
@@ -190,17 +194,7 @@ class Register:
         if refs is None:
             self.store[key] = crime_refs
         else:
-            refs.extend(crime_refs)  # in place, then written back
-            self.store[key] = refs
-
-    def _index_add(self, suspect: str, crime_ref: str) -> None:
-        """Index a crime_ref under a suspect who is not yet on it (every caller has checked the report)."""
-        key = "s:" + suspect
-        refs = self.store.get(key)
-        if refs is None:
-            self.store[key] = [crime_ref]
-        else:
-            refs.append(crime_ref)  # in place, then written back: no copy or scan of a long list
+            refs.extend(crime_refs)  # in place, then written back: no copy or scan of a long list
             self.store[key] = refs
 
     def _index_remove(self, suspect: str, crime_ref: str) -> None:
