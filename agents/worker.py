@@ -25,9 +25,12 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="worker log level (default info; Faust's own chatter is kept at warning)")
     args = parser.parse_args(argv)
     loglevel = args.__dict__.pop("loglevel")
+    from . import tansu_fetch
+
     try:
         settings = settings_from_args(args)
         harm = load_harm_table(settings.harm_table)
+        fetch_wait_ms = tansu_fetch.wait_from_env()  # used only with the local broker; checked first all the same
     except (ValueError, HarmTableError, OSError) as exc:
         print(f"harmrank worker: {exc}", file=sys.stderr)
         return 2
@@ -39,7 +42,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"harmrank worker: no Kafka broker answers at {','.join(servers)} "
               f"(start one with 'harmrank broker' or set HARMRANK_BROKER)", file=sys.stderr)
         return 2
-    from . import epoch, metrics, tansu_fetch, tansu_offsets
+    from . import epoch, metrics, tansu_offsets
     from .topology import build_app
     from .web import install_views
 
@@ -56,11 +59,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if tansu_offsets.is_local_tansu(servers):
         tansu_offsets.install_tansu_end_offset_fix()
         log.info("local tansu broker: end offsets refined from the fetch high watermark")
-        try:
-            tansu_fetch.install_fetch_wait(tansu_fetch.wait_from_env())
-        except ValueError as exc:
-            print(f"harmrank worker: {exc}", file=sys.stderr)
-            return 2
+        tansu_fetch.install_fetch_wait(fetch_wait_ms)
     if not settings.api_token:
         log.warning("HARMRANK_API_TOKEN is not set: /ranking and /suspects are closed (403)")
     metrics.prime()
