@@ -88,5 +88,10 @@ def uninstall() -> None:
         _original_create = None
 
 
+def current_wait_ms() -> int:
+    """The wait set by the last :func:`install_fetch_wait` (the intake's batch reader uses it too)."""
+    return _wait_ms
+
+
 def is_installed() -> bool:
     return _original_create is not None

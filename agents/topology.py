@@ -39,8 +39,9 @@ from streams.messages import (Alias, allegation_update_from_json, allegation_upd
 from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
-from . import metrics
+from . import metrics, tansu_fetch
 from .faust_store import PartitionStore, flush_all
+from .intake import IntakeReader
 from .settings import Settings
 
 log = logging.getLogger("harmrank")
@@ -50,6 +51,7 @@ IDENTITY_TOPIC = "harmrank-identity"
 LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
 BATCH = 2000
+ENVELOPE_ITEMS = 1000  # facts per envelope: keeps a message far below the broker's 1 MiB request limit
 WITHIN = 0.01  # seconds a stage waits to fill a batch once an event is there: bounds the latency each hop adds
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
 TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
@@ -81,6 +83,7 @@ class Runtime:
     ranker: Optional[Ranker] = None
     offsets: dict = field(default_factory=dict)  # (topic, partition) -> last offset processed
     ticks: "Ticks" = field(default_factory=lambda: Ticks(TICK_INTERVAL))
+    intake: Optional[IntakeReader] = None  # the input topic's batch reader, once the app started it
     ready: bool = False
 
 
@@ -136,13 +139,21 @@ class Outbox:
             self._clock[(topic, partition)] = as_of
 
     def messages(self) -> list:
+        """The singles, then each destination's envelopes, in order: at most ENVELOPE_ITEMS facts each.
+
+        A destination's envelopes go to one partition from one producer, so they
+        arrive in order; its clock travels in the last of them.
+        """
         out = list(self.singles)
         for dest in set(self._envelopes) | set(self._clock):
             topic, partition = dest
-            body = {"items": self._envelopes.get(dest, []), "t0": self._t0.get(dest, 0.0)}
-            if dest in self._clock:
-                body["as_of"] = self._clock[dest]
-            out.append((topic, None, _dumps(body), partition))
+            items = self._envelopes.get(dest, [])
+            t0 = self._t0.get(dest, 0.0)
+            for start in range(0, max(len(items), 1), ENVELOPE_ITEMS):
+                body = {"items": items[start:start + ENVELOPE_ITEMS], "t0": t0}
+                if start + ENVELOPE_ITEMS >= len(items) and dest in self._clock:
+                    body["as_of"] = self._clock[dest]
+                out.append((topic, None, _dumps(body), partition))
         return out
 
 
@@ -175,7 +186,6 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     def topic(name: str, n: int, internal: bool = True):
         return app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw", internal=internal)
 
-    input_topic = topic(settings.input_topic, partitions, internal=False)
     register_topic = topic(REGISTER_TOPIC, partitions)
     identity_topic = topic(IDENTITY_TOPIC, 1)
     ledger_topic = topic(LEDGER_TOPIC, partitions)
@@ -265,32 +275,43 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     # -- intake: validate, route -----------------------------------------------------------
 
-    @app.agent(input_topic)
-    async def intake(stream):
-        async for events in stream.take_events(BATCH, within=WITHIN):
-            outbox = Outbox()
-            now = now_us()
-            for e in events:
-                msg = e.message
-                seen(e)
-                src = [msg.topic, msg.partition, msg.offset]
-                result = validate(msg.value, harm, now_us=now)
-                if isinstance(result, Rejected):
-                    metrics.EVENTS_CONSUMED.labels(type=_type_of(msg.value), outcome="dead_lettered").inc()
-                    metrics.DEAD_LETTERS.labels(reason=result.code).inc()
-                    dlq(outbox, result.reason, src, msg.value)
-                    continue
-                # The validated event travels as a row (no second validation downstream),
-                # its raw payload with it for the dead-letter topic.
-                item = {"ev": event_to_row(result), "raw": msg.value.decode(), "src": src}
-                t0 = msg.timestamp or time.time()
-                if isinstance(result, SuspectsMerged):
-                    outbox.add(identity_topic, 0, item, t0)
-                else:
-                    outbox.add(register_topic, partition_for(result.crime_ref, partitions), item, t0)
-            await send_all(outbox)
-            metrics.PROCESSING_LATENCY.labels(stage="intake").observe(
-                max(0.0, time.time() - (events[-1].message.timestamp or time.time())))
+    async def intake(records: list) -> None:
+        """Validate a batch of input records and route each event to its register (or identity) partition."""
+        outbox = Outbox()
+        now = now_us()
+        offsets = rt.offsets
+        for msg in records:
+            src = [msg.topic, msg.partition, msg.offset]
+            offsets[(msg.topic, msg.partition)] = msg.offset
+            value = msg.value if msg.value is not None else b""
+            result = validate(value, harm, now_us=now)
+            if isinstance(result, Rejected):
+                metrics.EVENTS_CONSUMED.labels(type=_type_of(value), outcome="dead_lettered").inc()
+                metrics.DEAD_LETTERS.labels(reason=result.code).inc()
+                dlq(outbox, result.reason, src, value)
+                continue
+            # The validated event travels as a row (no second validation downstream),
+            # its raw payload with it for the dead-letter topic.
+            item = {"ev": event_to_row(result), "raw": value.decode(), "src": src}
+            t0 = msg.timestamp / 1000 if msg.timestamp and msg.timestamp > 0 else time.time()
+            if isinstance(result, SuspectsMerged):
+                outbox.add(identity_topic, 0, item, t0)
+            else:
+                outbox.add(register_topic, partition_for(result.crime_ref, partitions), item, t0)
+        await send_all(outbox)
+        last = records[-1].timestamp
+        metrics.PROCESSING_LATENCY.labels(stage="intake").observe(
+            max(0.0, time.time() - (last / 1000 if last and last > 0 else time.time())))
+
+    fetch_wait = tansu_fetch.current_wait_ms() if tansu_fetch.is_installed() else 500
+
+    @app.service
+    class Intake(IntakeReader):
+        def __init__(self, **kwargs):
+            super().__init__(topic=settings.input_topic, group_id=f"{app.conf.id}-intake",
+                             bootstrap_servers=settings.bootstrap_servers, handle=intake,
+                             fetch_max_wait_ms=fetch_wait, **kwargs)
+            rt.intake = self
 
     def reparse(item: dict):
         """The event intake already validated (an item from before rows travelled is validated again)."""
@@ -464,7 +485,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         if ticks.pending is not None:
             await send_with_tick(Outbox(), force=True)
 
-    stage_of = {settings.input_topic: "intake", REGISTER_TOPIC: "register", IDENTITY_TOPIC: "register",
+    stage_of = {REGISTER_TOPIC: "register", IDENTITY_TOPIC: "register",
                 LEDGER_TOPIC: "ledger", CANDIDATES_TOPIC: "ranker"}
 
     @app.timer(interval=5.0)
@@ -477,6 +498,9 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 if high is not None:
                     last = rt.offsets.get((tp.topic, tp.partition))
                     totals[stage] += max(0, high - (last + 1 if last is not None else 0))
+            intake_lag = rt.intake.lag() if rt.intake is not None else None
+            if intake_lag is not None:
+                totals["intake"] = intake_lag
         except Exception:  # lag is best effort; never stop the worker for it
             log.debug("lag not measured", exc_info=True)
             return
