@@ -15,18 +15,15 @@ current event, which the batch's background drainer task does not set.)
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any, Iterator
 
 from faust.types import TP
 from rocksdict import WriteBatch
 
+from .codec import dumps, loads
+
 _MISSING = object()
 _GONE = object()
-
-
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
 
 
 class PartitionStore:
@@ -43,7 +40,7 @@ class PartitionStore:
         value = self._cache.get(key, _MISSING)
         if value is _MISSING:
             raw = self._db.get(key.encode())
-            value = _GONE if raw is None else json.loads(raw)
+            value = _GONE if raw is None else loads(raw)
             self._cache[key] = value
         return default if value is _GONE else value
 
@@ -72,7 +69,7 @@ class PartitionStore:
             seen.add(key)
             value = self._cache.get(key, _MISSING)
             if value is _MISSING:
-                yield key, json.loads(raw_value)
+                yield key, loads(raw_value)
             elif value is not _GONE:
                 yield key, value
         for key in [k for k in self._dirty if k.startswith(prefix) and k not in seen]:
@@ -102,7 +99,7 @@ class PartitionStore:
                 batch.delete(raw_key)
                 records.append((raw_key, None))
             else:
-                raw_value = _dumps(value)
+                raw_value = dumps(value)
                 batch.put(raw_key, raw_value)
                 records.append((raw_key, raw_value))
         self._db.write(batch)

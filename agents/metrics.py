@@ -228,6 +228,17 @@ def prime() -> None:
     BUILD_INFO.labels(version=VERSION).set(1)
 
 
+_consumed_children: dict = {}
+
+
+def consumed(type: str, outcome: str):
+    """The EVENTS_CONSUMED series of (type, outcome), looked up once: `labels()` costs more than the count."""
+    child = _consumed_children.get((type, outcome))
+    if child is None:
+        child = _consumed_children[(type, outcome)] = EVENTS_CONSUMED.labels(type=type, outcome=outcome)
+    return child
+
+
 def render() -> Tuple[bytes, str]:
     """The exposition text of :data:`REGISTRY` and its HTTP content type."""
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
@@ -259,5 +270,6 @@ __all__ = [
     "OUTPUT_TYPES",
     "VERSION",
     "prime",
+    "consumed",
     "render",
 ]

@@ -39,7 +39,7 @@ from streams.messages import (Alias, allegation_update_from_json, allegation_upd
 from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
-from . import metrics, tansu_fetch
+from . import codec, metrics, tansu_fetch
 from .faust_store import PartitionStore, flush_all
 from .intake import IntakeReader
 from .settings import Settings
@@ -65,8 +65,7 @@ def partition_for(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-def _dumps(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+_dumps = codec.dumps
 
 
 def now_us() -> int:
@@ -226,7 +225,9 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             await asyncio.gather(*futures)
 
     def dlq(outbox: Outbox, reason: str, src: list, raw: Any) -> None:
-        outbox.singles.append((dlq_topic, None, _dumps(dead_letter(reason, src[0], src[1], src[2], raw)), None))
+        # The standard library's encoder: it never refuses a string (orjson refuses lone surrogates).
+        letter = dead_letter(reason, src[0], src[1], src[2], raw)
+        outbox.singles.append((dlq_topic, None, json.dumps(letter, separators=(",", ":")).encode(), None))
 
     def by_partition(events) -> dict:
         groups: dict = {}
@@ -238,7 +239,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         """(event, envelope body, item) for every fact in a batch of envelopes."""
         for e in events:
             seen(e)
-            body = json.loads(e.message.value)
+            body = codec.loads(e.message.value)
             for item in body["items"]:
                 yield e, body, item
 
@@ -251,7 +252,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         t0 = 0.0
         for e in unapplied(store, events):
             seen(e)
-            body = json.loads(e.message.value)
+            body = codec.loads(e.message.value)
             t0 = max(t0, body.get("t0", 0.0))
             apply_all([decode(item) for item in body["items"]])
             if "as_of" in body:
@@ -286,7 +287,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             value = msg.value if msg.value is not None else b""
             result = validate(value, harm, now_us=now)
             if isinstance(result, Rejected):
-                metrics.EVENTS_CONSUMED.labels(type=_type_of(value), outcome="dead_lettered").inc()
+                metrics.consumed(_type_of(value), "dead_lettered").inc()
                 metrics.DEAD_LETTERS.labels(reason=result.code).inc()
                 dlq(outbox, result.reason, src, value)
                 continue
@@ -319,7 +320,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         return event_from_row(row) if row is not None else validate(item["raw"].encode(), harm, now_us=None)
 
     def rejected(outbox: Outbox, event, outcome, item: dict) -> None:
-        metrics.EVENTS_CONSUMED.labels(type=event.type, outcome=_outcome(outcome.status)).inc()
+        metrics.consumed(event.type, _outcome(outcome.status)).inc()
         if outcome.rejection:
             code, detail = outcome.rejection
             metrics.DEAD_LETTERS.labels(reason=code).inc()
@@ -349,7 +350,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                         if outcome.status != ACCEPTED:
                             rejected(outbox, event, outcome, item)
                             continue
-                        metrics.EVENTS_CONSUMED.labels(type=event.type, outcome="accepted").inc()
+                        metrics.consumed(event.type, "accepted").inc()
                         updates, at = outcome.updates, event.at
                     newest = at if newest is None else max(newest, at)
                     for u in updates:
@@ -377,7 +378,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 if outcome.status != ACCEPTED:
                     rejected(outbox, event, outcome, item)
                     continue
-                metrics.EVENTS_CONSUMED.labels(type=event.type, outcome="accepted").inc()
+                metrics.consumed(event.type, "accepted").inc()
                 for alias in outcome.updates:
                     for p in range(partitions):
                         outbox.add(register_topic, p, {"alias": list(alias)}, body.get("t0", 0.0))
