@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Awaitable, Callable, Optional
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -36,6 +37,10 @@ MAX_RECORDS = 5000
 IDLE_WAIT_MS = 200
 #: After a failed send, how long the reader waits before it reads the batch again.
 RETRY_SECONDS = 1.0
+#: How often offsets are committed (and always on a rebalance and at a clean stop). A commit
+#: is a round trip to the broker; after a crash, what was not committed is sent again and
+#: dropped downstream by event_id.
+COMMIT_SECONDS = 1.0
 
 Handler = Callable[[list], Awaitable[None]]
 
@@ -48,7 +53,7 @@ class _WaitForBatch(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked) -> None:
         async with self.reader.busy:
-            pass
+            await self.reader.commit()
 
     async def on_partitions_assigned(self, assigned) -> None:
         log.info("intake: assigned %s", sorted(f"{tp.topic}[{tp.partition}]" for tp in assigned))
@@ -76,6 +81,8 @@ class IntakeReader(Service):
         self.busy = asyncio.Lock()
         self.consumer: Optional[AIOKafkaConsumer] = None
         self.processed: dict[int, int] = {}  # partition -> last offset handed on (for the lag)
+        self.uncommitted: dict = {}  # TopicPartition -> next offset to read, passed on but not committed
+        self.committed_at = 0.0
         self.batches = 0
 
     async def on_start(self) -> None:
@@ -97,6 +104,8 @@ class IntakeReader(Service):
 
     async def on_stop(self) -> None:
         if self.consumer is not None:
+            async with self.busy:
+                await self.commit()
             await self.consumer.stop()
 
     def lag(self) -> Optional[int]:
@@ -121,6 +130,9 @@ class IntakeReader(Service):
         while not self.should_stop:
             batch = await consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=self.max_records)
             if not batch:
+                if self.uncommitted and time.monotonic() - self.committed_at >= COMMIT_SECONDS:
+                    async with self.busy:
+                        await self.commit()
                 continue
             async with self.busy:
                 records = [r for tp in sorted(batch, key=lambda tp: tp.partition) for r in batch[tp]]
@@ -137,21 +149,28 @@ class IntakeReader(Service):
                     failed = True
                 else:
                     failed = False
-                    await self._commit(batch)
+                    self._passed_on(batch)
+                    if time.monotonic() - self.committed_at >= COMMIT_SECONDS:
+                        await self.commit()
             if failed:
                 await asyncio.sleep(RETRY_SECONDS)
 
-    async def _commit(self, batch: dict) -> None:
-        """Commit the offsets after a batch that was passed on (its envelopes are acknowledged)."""
-        consumer = self.consumer
-        assert consumer is not None
-        offsets = {tp: recs[-1].offset + 1 for tp, recs in batch.items()}
+    def _passed_on(self, batch: dict) -> None:
         for tp, recs in batch.items():
             self.processed[tp.partition] = recs[-1].offset
+            self.uncommitted[tp] = recs[-1].offset + 1
         self.batches += 1
+
+    async def commit(self) -> None:
+        """Commit what was passed on (callers hold `busy`, so no batch is half done)."""
+        consumer, offsets = self.consumer, self.uncommitted
+        self.committed_at = time.monotonic()
+        if consumer is None or not offsets:
+            return
+        self.uncommitted = {}
         try:
             await consumer.commit(offsets)
         except (CommitFailedError, KafkaError) as exc:
-            # The partitions moved: the new owner re-sends this batch, and the
+            # The partitions moved: the new owner re-sends what was not committed, and the
             # register drops the events it has already seen by their event_id.
-            log.warning("intake: offsets not committed (%r); the batch may be sent again", exc)
+            log.warning("intake: offsets not committed (%r); those events may be sent again", exc)

@@ -168,7 +168,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         topic_replication_factor=1,
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
-        producer_linger=0.005,
+        producer_linger=0.0,
         broker_commit_interval=10.0,
         broker_commit_every=100_000,
         consumer_auto_offset_reset="earliest",
