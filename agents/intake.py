@@ -82,7 +82,7 @@ class IntakeReader(Service):
         self.consumer: Optional[AIOKafkaConsumer] = None
         self.processed: dict[int, int] = {}  # partition -> last offset handed on (for the lag)
         self.uncommitted: dict = {}  # TopicPartition -> next offset to read, passed on but not committed
-        self.committed_at = 0.0
+        self.committed_at = float("-inf")  # so the first batch commits at once
         self.batches = 0
 
     async def on_start(self) -> None:
@@ -164,9 +164,9 @@ class IntakeReader(Service):
     async def commit(self) -> None:
         """Commit what was passed on (callers hold `busy`, so no batch is half done)."""
         consumer, offsets = self.consumer, self.uncommitted
-        self.committed_at = time.monotonic()
         if consumer is None or not offsets:
             return
+        self.committed_at = time.monotonic()
         self.uncommitted = {}
         try:
             await consumer.commit(offsets)
