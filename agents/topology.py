@@ -40,7 +40,7 @@ from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
 from . import codec, metrics, tansu_fetch
-from .faust_store import PartitionStore, flush_all
+from .faust_store import ChangelogPipe, PartitionStore
 from .intake import IntakeReader
 from .settings import Settings
 
@@ -330,7 +330,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(register_topic)
     async def register(stream):
-        async for events in stream.take_events(BATCH, within=WITHIN):
+        pipe = ChangelogPipe(stream)
+        async for events in stream.noack_take(BATCH, within=WITHIN):
             outbox, stores, newest_t0 = Outbox(), [], 0.0
             for partition, group in by_partition(events).items():
                 store = PartitionStore(register_table, partition)
@@ -361,14 +362,15 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 rt.ticks.later(newest)
             # One acknowledgement for the whole batch, then every partition's state.
             await send_with_tick(outbox)
-            await flush_all(stores)
+            await pipe.write(stores, events)
             _observe("register", newest_t0)
 
     # -- identity: merges, one partition ----------------------------------------------------
 
     @app.agent(identity_topic)
     async def identity(stream):
-        async for events in stream.take_events(BATCH, within=WITHIN):
+        pipe = ChangelogPipe(stream)
+        async for events in stream.noack_take(BATCH, within=WITHIN):
             store = PartitionStore(identity_table, 0)
             ident = Identity(store)
             outbox, newest = Outbox(), None
@@ -386,7 +388,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             if newest is not None:
                 tick_all_ledgers(outbox, newest)
             await send_all(outbox)
-            await store.flush()
+            await pipe.write([store], events)
 
     # -- ledger: suspects, by suspect ------------------------------------------------------
 
@@ -400,7 +402,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(ledger_topic)
     async def ledger(stream):
-        async for events in stream.take_events(BATCH, within=WITHIN):
+        pipe = ChangelogPipe(stream)
+        async for events in stream.noack_take(BATCH, within=WITHIN):
             outbox, touched, newest_t0 = Outbox(), [], 0.0
             try:
                 for partition, group in by_partition(events).items():
@@ -416,7 +419,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                         outbox.clock(candidates_topic, 0, led.as_of)
                 # One acknowledgement for the whole batch, then every partition's state.
                 await send_all(outbox)
-                await flush_all([rt.ledgers[p].store for p in touched])
+                await pipe.write([rt.ledgers[p].store for p in touched], events)
                 _observe("ledger", newest_t0)
             except BaseException:
                 for partition in touched:
@@ -439,7 +442,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
     @app.agent(candidates_topic)
     async def ranker(stream):
-        async for events in stream.take_events(BATCH, within=WITHIN):
+        pipe = ChangelogPipe(stream)
+        async for events in stream.noack_take(BATCH, within=WITHIN):
             rk = the_ranker()
             try:
                 t0 = apply_envelopes(rk.store, events, candidate_update_from_json, rk.apply_many, rk.advance)
@@ -447,7 +451,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 outbox = Outbox()
                 outbox.singles = [(output_topic, o["suspect_id"].encode(), _dumps(o), None) for o in out]
                 await send_all(outbox)
-                await rk.store.flush()
+                await pipe.write([rk.store], events)
             except BaseException:
                 rt.ranker = None
                 raise
