@@ -3,7 +3,7 @@
 The same JSON as `json.dumps(value, separators=(",", ":"))` for the values the
 stages write (lists, dicts with str keys, str, int, bool, None, floats): byte
 for byte, except that text outside ASCII is written as UTF-8 rather than as
-`\u` escapes. Written and read by orjson, which does it 10-20 times faster;
+`\\u` escapes. Written and read by orjson, which does it 10-20 times faster;
 JSON encoding was a quarter of the worker's CPU. State written by the standard
 library reads back the same. Input events are still parsed by
 `schemas.validate` with the standard library, whose hooks catch what orjson
