@@ -42,7 +42,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"harmrank worker: no Kafka broker answers at {','.join(servers)} "
               f"(start one with 'harmrank broker' or set HARMRANK_BROKER)", file=sys.stderr)
         return 2
-    from . import epoch, metrics, tansu_offsets
+    from . import epoch, faust_drain, metrics, tansu_offsets
     from .topology import build_app
     from .web import install_views
 
@@ -60,6 +60,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         tansu_offsets.install_tansu_end_offset_fix()
         log.info("local tansu broker: end offsets refined from the fetch high watermark")
         tansu_fetch.install_fetch_wait(fetch_wait_ms)
+    faust_drain.install()
     if not settings.api_token:
         log.warning("HARMRANK_API_TOKEN is not set: /ranking and /suspects are closed (403)")
     metrics.prime()
