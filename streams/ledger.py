@@ -27,6 +27,8 @@ from .store import Store
 
 US_PER_HOUR = US_PER_DAY // 24
 
+_tuple_new = tuple.__new__  # Summary(...) without the NamedTuple's Python-level __new__: _tuple_new(Summary, (...))
+
 # Allegation record in the store: [code, cents, vawg, recorded_at, [victim ids]]
 _CENTS, _VAWG, _RECORDED, _VICTIMS = 1, 2, 3, 4
 
@@ -48,7 +50,7 @@ def _sums(allegations: dict) -> tuple[int, int, int, set]:
 def summarise(allegations: dict) -> Summary:
     """A suspect's standing from his allegations in the window."""
     score, count, newest, victims = _sums(allegations)
-    return Summary(score, count, newest, len(victims))
+    return _tuple_new(Summary, (score, count, newest, len(victims)))
 
 
 _UNSET = object()
@@ -93,7 +95,7 @@ class _Tally:
                 self.newest = max((x[_RECORDED] for x in rec.values() if x[_VAWG]), default=0)
 
     def summary(self) -> Summary:
-        return Summary(self.score, self.count, self.newest, len(self.victims))
+        return _tuple_new(Summary, (self.score, self.count, self.newest, len(self.victims)))
 
 
 class Ledger:
@@ -105,8 +107,15 @@ class Ledger:
         self.top_n = top_n
         self._book_capacity = book_capacity
         self._book: Optional[TopBook] = None
-        self._dirty: dict = {}  # suspect -> (why, cause) since the last flush
+        # suspect -> (why, cause) since the last flush; a cause that is an int is the clock
+        # ("clock:<as_of>", formatted by flush() only if it is sent on)
+        self._dirty: dict = {}
         self._tallies: dict = {}  # suspect -> _Tally, for records of TALLY_MIN allegations or more
+        # The suspects with an "ann:" key (at most N): derived from the store with the book, so that
+        # flush() reads the store only for those it may have to announce or withdraw.
+        self._announced: set = set()
+        self._xkey = (None, None)  # (hour, "x:<hour>") of the last expiry bucket written
+        self._clock_iso = (None, None)  # (as_of, "clock:<as_of>") last formatted
 
     # -- reading -----------------------------------------------------------------
 
@@ -130,7 +139,9 @@ class Ledger:
         difference is found here instead (O(N), once per restart).
         """
         cause = "clock:" + us_to_iso(self.as_of)
+        self._announced = set()
         for key, _ in self.store.scan("ann:"):
+            self._announced.add(key[4:])
             self._dirty.setdefault(key[4:], (WHY_DISPLACED, cause))
         for suspect in self._book.members():
             self._dirty.setdefault(suspect, (WHY_DISPLACED, cause))
@@ -169,26 +180,30 @@ class Ledger:
 
     def apply_many(self, updates) -> None:
         """apply() each update in turn; a run of updates of one suspect (a merge moves many) is summed once."""
+        store = self.store
+        window_us = self.window_us
         i, n = 0, len(updates)
         while i < n:
-            u = updates[i]
-            suspect, why, cause, at = u.suspect, u.why, u.cause, u.at
-            self.advance(at)
-            cutoff = self.store.get("clock", 0) - self.window_us
+            suspect, crime_ref, alleg, why, cause, at = updates[i]
+            clock = store.get("clock", 0)
+            if at > clock:
+                self.advance(at)
+                clock = store.get("clock", 0)
+            cutoff = clock - window_us
             changes = []
             while True:
-                alleg = u.allegation
-                if alleg is None or alleg.recorded_at <= cutoff:  # None, or already outside the window
-                    changes.append((u.crime_ref, None))
+                if alleg is None or alleg[3] <= cutoff:  # None, or already outside the window
+                    changes.append((crime_ref, None))
                 else:
-                    changes.append((u.crime_ref, [alleg.code, alleg.cents, alleg.vawg, alleg.recorded_at,
-                                                  list(alleg.victims)]))
+                    code, cents, vawg, recorded_at, victims = alleg
+                    changes.append((crime_ref, [code, cents, vawg, recorded_at, list(victims)]))
                 i += 1
                 if i == n:
                     break
                 u = updates[i]
-                if u.suspect != suspect or u.why != why or u.cause != cause or u.at != at:
+                if u[0] != suspect or u[3] != why or u[4] != cause or u[5] != at:
                     break
+                crime_ref, alleg = u[1], u[2]
             self._set(suspect, changes, why, cause)
 
     def _set(self, suspect: str, changes: list, why: str, cause: str) -> None:
@@ -224,7 +239,7 @@ class Ledger:
                         victims: set = set()
                     else:
                         score, count, newest, victims = _sums(rec)
-                        before = Summary(score, count, newest, len(victims))
+                        before = _tuple_new(Summary, (score, count, newest, len(victims)))
             # Changed in place and written back: the store's value is ours until written.
             if old is not None:
                 del rec[crime_ref]
@@ -258,7 +273,7 @@ class Ledger:
                 tally = self._tallies[suspect] = _Tally(rec)
                 after = tally.summary()
             elif exact:
-                after = Summary(score, count, newest, len(victims))
+                after = _tuple_new(Summary, (score, count, newest, len(victims)))
             else:
                 after = summarise(rec)
         else:
@@ -268,9 +283,10 @@ class Ledger:
         self._changed(suspect, before, after, why, cause)
 
     def _changed(self, suspect: str, before: Optional[Summary], after: Optional[Summary], why: str,
-                 cause: str) -> None:
-        was_eligible = before is not None and self.eligible(before)
-        is_eligible = after is not None and self.eligible(after)
+                 cause) -> None:
+        least = self.min_allegations  # eligible(), inline
+        was_eligible = before is not None and before[1] >= least
+        is_eligible = after is not None and after[1] >= least
         if (before is None) != (after is None) or was_eligible != is_eligible:
             tracked, eligible = self.stats()
             tracked += (after is not None) - (before is not None)
@@ -278,15 +294,22 @@ class Ledger:
             self.store["stats"] = [tracked, eligible]
         if before == after:
             return
-        self._dirty[suspect] = (why, cause)
-        entered, exited = self.book.update(suspect, rank_key(suspect, after) if is_eligible else None)
-        for other in entered + exited:
-            if other != suspect and other not in self._dirty:
-                self._dirty[other] = (WHY_DISPLACED, cause)
+        dirty = self._dirty
+        dirty[suspect] = (why, cause)
+        # rank_key(suspect, after), inline
+        entered, exited = self.book.update(suspect, (-after[0], -after[1], -after[2], suspect) if is_eligible
+                                           else None)
+        if entered or exited:
+            for other in entered + exited:
+                if other != suspect and other not in dirty:
+                    dirty[other] = (WHY_DISPLACED, cause)
 
     def _index_expiry(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
         hour = recorded_at // US_PER_HOUR
-        key = f"x:{hour}"
+        last_hour, key = self._xkey
+        if hour != last_hour:
+            key = f"x:{hour}"
+            self._xkey = (hour, key)
         bucket = self.store.get(key)
         entry = [recorded_at, suspect, crime_ref]
         if bucket is None:
@@ -315,7 +338,7 @@ class Ledger:
         last_hour = cutoff // US_PER_HOUR
         if last_hour < cursor:
             return
-        cause = None  # made when something expires
+        cause = as_of  # the clock: formatted by flush() if it is sent on
         for hour in range(cursor, last_hour + 1):
             key = f"x:{hour}"
             bucket = store.get(key)
@@ -328,8 +351,6 @@ class Ledger:
                 rec = store.get("p:" + suspect)
                 current = None if rec is None else rec.get(crime_ref)
                 if current is not None and current[_RECORDED] == recorded_at:
-                    if cause is None:
-                        cause = "clock:" + us_to_iso(as_of)
                     self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
             if split < len(bucket):
                 del bucket[:split]
@@ -345,22 +366,37 @@ class Ledger:
         the previous state, so an update lost in a crash is announced on replay.
         """
         out = []
-        book = self.book
+        dirty = self._dirty
+        if not dirty:
+            return out
+        members = self.book._members  # is_member(), inline
         store = self.store
-        for suspect, (why, cause) in self._dirty.items():
-            member = book.is_member(suspect)
+        was_announced = self._announced
+        for suspect, (why, cause) in dirty.items():
+            member = suspect in members
+            if not member and suspect not in was_announced:
+                continue  # was not a candidate and still is not: the common case
             ann_key = "ann:" + suspect
             announced = store.get(ann_key)
-            if not member and announced is None:
-                continue  # was not a candidate and still is not: the common case
             summary = self.summary(suspect)
             now = list(summary) if member else None
             if now == announced:
                 continue
             if now is None:
                 del store[ann_key]
+                was_announced.discard(suspect)
             else:
                 store[ann_key] = now
+                was_announced.add(suspect)
+            if cause.__class__ is int:
+                cause = self._clock_cause(cause)
             out.append(CandidateUpdate(suspect, member, summary, why, cause))
-        self._dirty.clear()
+        dirty.clear()
         return out
+
+    def _clock_cause(self, as_of: int) -> str:
+        last, cause = self._clock_iso
+        if as_of != last:
+            cause = "clock:" + us_to_iso(as_of)
+            self._clock_iso = (as_of, cause)
+        return cause
