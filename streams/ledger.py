@@ -206,8 +206,12 @@ class Ledger:
                 crime_ref, alleg = u[1], u[2]
             self._set(suspect, changes, why, cause)
 
-    def _set(self, suspect: str, changes: list, why: str, cause: str) -> None:
+    def _set(self, suspect: str, changes: list, why: str, cause) -> None:
         """Set each (crime_ref, allegation record or None) of one suspect; his standing is compared once."""
+        if len(changes) == 1 and suspect not in self._tallies:
+            crime_ref, new = changes[0]
+            self._set_one(suspect, crime_ref, new, why, cause)
+            return
         store = self.store
         key = "p:" + suspect
         rec = store.get(key)
@@ -280,6 +284,78 @@ class Ledger:
             after = tally.summary() if rec else None
             if size < TALLY_MIN // 2:
                 del self._tallies[suspect]
+        self._changed(suspect, before, after, why, cause)
+
+    def _set_one(self, suspect: str, crime_ref: str, new: Optional[list], why: str, cause) -> None:
+        """_set() of one change to a suspect without a tally (the common case: a new report, an expiry),
+        summing his record once: additions update the sums of before, a removal's before is the
+        sums of after plus the removed allegation."""
+        store = self.store
+        key = "p:" + suspect
+        rec = store.get(key)
+        old = None if rec is None else rec.get(crime_ref)
+        if old == new:
+            # Nothing to change, but flush() still checks him against what was announced:
+            # after a crash before a flush, the replayed input lands here.
+            self._dirty.setdefault(suspect, (why, cause))
+            return
+        if old is None:  # an addition
+            if rec is None:
+                rec, before = {}, None
+                score = count = newest = 0
+                victims: set = set()
+            else:
+                score, count, newest, victims = _sums(rec)
+                before = _tuple_new(Summary, (score, count, newest, len(victims)))
+            rec[crime_ref] = new
+            self._index_expiry(suspect, crime_ref, new[_RECORDED])
+            store[key] = rec
+            if len(rec) >= TALLY_MIN:
+                after = (self._tallies.setdefault(suspect, _Tally(rec))).summary()
+            else:
+                if new[_VAWG]:
+                    score += new[_CENTS]
+                    count += 1
+                    if new[_RECORDED] > newest:
+                        newest = new[_RECORDED]
+                    victims.update(new[_VICTIMS])
+                after = _tuple_new(Summary, (score, count, newest, len(victims)))
+            self._changed(suspect, before, after, why, cause)
+            return
+        del rec[crime_ref]
+        if new is not None:
+            rec[crime_ref] = new
+            if old[_RECORDED] != new[_RECORDED]:
+                self._index_expiry(suspect, crime_ref, new[_RECORDED])
+        if rec:
+            store[key] = rec
+        else:
+            del store[key]
+        # his sums without `old` (and with `new`), then before = those without `new`, with `old`
+        score = count = newest = 0
+        victims = set()
+        for a in rec.values():
+            if a[_VAWG] and a is not new:
+                score += a[_CENTS]
+                count += 1
+                if a[_RECORDED] > newest:
+                    newest = a[_RECORDED]
+                victims.update(a[_VICTIMS])
+        if old[_VAWG]:
+            before_victims = victims.union(old[_VICTIMS])
+            before = _tuple_new(Summary, (score + old[_CENTS], count + 1, max(newest, old[_RECORDED]),
+                                          len(before_victims)))
+        else:
+            before = _tuple_new(Summary, (score, count, newest, len(victims)))
+        if not rec:
+            after = None
+        elif len(rec) >= TALLY_MIN:  # a big record without a tally yet (after a restart)
+            after = (self._tallies.setdefault(suspect, _Tally(rec))).summary()
+        elif new is None or not new[_VAWG]:
+            after = _tuple_new(Summary, (score, count, newest, len(victims)))
+        else:
+            victims.update(new[_VICTIMS])
+            after = _tuple_new(Summary, (score + new[_CENTS], count + 1, max(newest, new[_RECORDED]), len(victims)))
         self._changed(suspect, before, after, why, cause)
 
     def _changed(self, suspect: str, before: Optional[Summary], after: Optional[Summary], why: str,
