@@ -84,8 +84,13 @@ class Register:
         entry = self.harm.get(rec[_CODE])
         victims = rec[_VICTIMS]
         flag = rec[_FLAG]
+        if len(victims) == 1:  # the common case
+            v = victims[0]
+            vawg = flag if flag is not None else (entry.vawg and v[1] == "F")
+            return _tuple_new(Allegation, (rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], (v[0],)))
         vawg = flag if flag is not None else (entry.vawg and "F" in [v[1] for v in victims])
-        return Allegation(rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], tuple([v[0] for v in victims]))
+        return _tuple_new(Allegation, (rec[_CODE], entry.days_cents, vawg, rec[_RECORDED],
+                                       tuple([v[0] for v in victims])))
 
     # -- writing -----------------------------------------------------------------
 
@@ -208,24 +213,26 @@ class Register:
         if crime_refs.__class__ is not list:
             crime_refs = []
         removed, added, new_refs = [], [], []
+        cause, at = alias.cause, alias.at
+        allegation = self._allegation
         for crime_ref in crime_refs:
             key = "r:" + crime_ref
-            rec = list(store[key])
+            rec = store[key]  # changed in place and written back
             suspects = rec[_SUSPECTS]
-            had_into = into in suspects
             if len(suspects) == 1:  # [src]: the common case
+                had_into = False
                 rec[_SUSPECTS] = [into]
             else:
+                had_into = into in suspects
                 rec[_SUSPECTS] = sorted({into if s == src else s for s in suspects})
             store[key] = rec
             if not had_into:
                 new_refs.append(crime_ref)
             if rec[_CANCELLED]:
                 continue
-            removed.append(AllegationUpdate(src, crime_ref, None, WHY_MERGED, alias.cause, alias.at))
+            removed.append(_tuple_new(AllegationUpdate, (src, crime_ref, None, WHY_MERGED, cause, at)))
             if not had_into:
-                added.append(AllegationUpdate(into, crime_ref, self._allegation(rec), WHY_MERGED, alias.cause,
-                                              alias.at))
+                added.append(_tuple_new(AllegationUpdate, (into, crime_ref, allegation(rec), WHY_MERGED, cause, at)))
         if new_refs:
             self._index_extend(into, new_refs)
         # All of src's removals, then all of into's additions: the ledger sums each run once.
