@@ -7,11 +7,13 @@ an index of hourly expiry buckets, and keeps the partition's local top N in a
 suspect outside his partition's top N cannot be in the global top N, so the
 ranker's input does not grow with every score change.
 
-Scores are exact integers (hundredths of a day). A suspect's summary is summed
-afresh from his own allegations, except for the few prolific suspects whose
-record holds thousands of them: for those an in-memory `_Tally` (like the
-book, an index derived from the store and rebuilt from it when the ledger is
-recreated) keeps the sums up to date in O(1) per change, still in integers.
+Scores are exact integers (hundredths of a day). A suspect's record in the
+store carries his running sums next to his allegations (score, VAWG count,
+newest recorded_at, and how many of his VAWG allegations name each victim), so
+a change costs O(1) in the size of his record, not a pass over it; only taking
+out his newest VAWG allegation looks for the next newest (once per run of
+changes). `summarise()` sums a record afresh from its allegations, for checks
+and recomputations.
 """
 from __future__ import annotations
 
@@ -32,6 +34,17 @@ _tuple_new = tuple.__new__  # Summary(...) without the NamedTuple's Python-level
 # Allegation record in the store: [code, cents, vawg, recorded_at, [victim ids]]
 _CENTS, _VAWG, _RECORDED, _VICTIMS = 1, 2, 3, 4
 
+# Suspect record in the store ("p:<suspect>"), a list:
+#   [score, VAWG allegations, newest recorded_at among them, {victim id: VAWG allegations naming him},
+#    {crime_ref: allegation record}]
+# The first four are the running sums of the last one; every change keeps them exact.
+_SCORE, _COUNT, _NEWEST, _VICTIM_COUNTS, _ALLEGATIONS = range(5)
+
+
+def record_allegations(rec: Optional[list]) -> dict:
+    """crime_ref -> allegation record ([code, cents, vawg, recorded_at, [victim ids]]) of a suspect record."""
+    return {} if rec is None else rec[_ALLEGATIONS]
+
 
 def _sums(allegations: dict) -> tuple[int, int, int, set]:
     """Score, VAWG count, newest recorded_at and victim ids of his allegations: exact integers."""
@@ -47,55 +60,18 @@ def _sums(allegations: dict) -> tuple[int, int, int, set]:
     return score, count, newest, victims
 
 
-def summarise(allegations: dict) -> Summary:
-    """A suspect's standing from his allegations in the window."""
-    score, count, newest, victims = _sums(allegations)
+def summarise(rec: Optional[list]) -> Summary:
+    """A suspect's standing summed afresh from the allegations of his record (None: no record)."""
+    score, count, newest, victims = _sums(record_allegations(rec))
     return _tuple_new(Summary, (score, count, newest, len(victims)))
 
 
+def _standing(rec: list) -> Summary:
+    """A suspect's standing from the running sums of his record: O(1)."""
+    return _tuple_new(Summary, (rec[_SCORE], rec[_COUNT], rec[_NEWEST], len(rec[_VICTIM_COUNTS])))
+
+
 _UNSET = object()
-
-# Records at least this big keep a _Tally; below half of it they go back to summarise().
-TALLY_MIN = 32
-
-
-class _Tally:
-    """The running sums of summarise() for one big record, so a change costs O(1), not O(allegations)."""
-
-    __slots__ = ("score", "count", "newest", "victims")
-
-    def __init__(self, rec: dict):
-        self.score = self.count = self.newest = 0
-        self.victims: dict = {}  # victim id -> how many of the VAWG allegations name him
-        for a in rec.values():
-            self.add(a)
-
-    def add(self, a: list) -> None:
-        if a[_VAWG]:
-            self.score += a[_CENTS]
-            self.count += 1
-            if a[_RECORDED] > self.newest:
-                self.newest = a[_RECORDED]
-            victims = self.victims
-            for v in a[_VICTIMS]:
-                victims[v] = victims.get(v, 0) + 1
-
-    def remove(self, a: list, rec: dict) -> None:
-        """Take out `a`, already gone from `rec` (which is rescanned only if `a` was the newest)."""
-        if a[_VAWG]:
-            self.score -= a[_CENTS]
-            self.count -= 1
-            victims = self.victims
-            for v in a[_VICTIMS]:
-                if victims[v] == 1:
-                    del victims[v]
-                else:
-                    victims[v] -= 1
-            if a[_RECORDED] == self.newest:  # expiries take the oldest, so this is rare
-                self.newest = max((x[_RECORDED] for x in rec.values() if x[_VAWG]), default=0)
-
-    def summary(self) -> Summary:
-        return _tuple_new(Summary, (self.score, self.count, self.newest, len(self.victims)))
 
 
 class Ledger:
@@ -110,7 +86,6 @@ class Ledger:
         # suspect -> (why, cause) since the last flush; a cause that is an int is the clock
         # ("clock:<as_of>", formatted by flush() only if it is sent on)
         self._dirty: dict = {}
-        self._tallies: dict = {}  # suspect -> _Tally, for records of TALLY_MIN allegations or more
         # The suspects with an "ann:" key (at most N): derived from the store with the book, so that
         # flush() reads the store only for those it may have to announce or withdraw.
         self._announced: set = set()
@@ -148,15 +123,12 @@ class Ledger:
 
     def allegations(self, suspect: str) -> dict:
         """crime_ref -> Allegation of every allegation of his in the window."""
-        rec = self.store.get("p:" + suspect) or {}
-        return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in rec.items()}
+        rec = self.store.get("p:" + suspect)
+        return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in record_allegations(rec).items()}
 
     def summary(self, suspect: str) -> Optional[Summary]:
-        tally = self._tallies.get(suspect)
-        if tally is not None:
-            return tally.summary()
         rec = self.store.get("p:" + suspect)
-        return None if rec is None else summarise(rec)
+        return None if rec is None else _standing(rec)
 
     def eligible(self, summary: Summary) -> bool:
         return summary.allegations >= self.min_allegations
@@ -168,7 +140,7 @@ class Ledger:
 
     def _eligible_keys(self):
         for key, rec in self.store.scan("p:"):
-            summary = summarise(rec)
+            summary = _standing(rec)
             if self.eligible(summary):
                 yield rank_key(key[2:], summary)
 
@@ -208,154 +180,66 @@ class Ledger:
 
     def _set(self, suspect: str, changes: list, why: str, cause) -> None:
         """Set each (crime_ref, allegation record or None) of one suspect; his standing is compared once."""
-        if len(changes) == 1 and suspect not in self._tallies:
-            crime_ref, new = changes[0]
-            self._set_one(suspect, crime_ref, new, why, cause)
-            return
         store = self.store
         key = "p:" + suspect
         rec = store.get(key)
-        tally = self._tallies.get(suspect)
+        allegations = None if rec is None else rec[_ALLEGATIONS]
         before = _UNSET
-        exact = True  # while only additions: score..victims below are his standing after the changes
+        newest_gone = False  # his newest VAWG allegation was taken out: found again at the end
         for crime_ref, new in changes:
-            old = None if rec is None else rec.get(crime_ref)
+            old = None if allegations is None else allegations.get(crime_ref)
             if old == new:
                 # Nothing to change, but flush() still checks him against what was announced:
                 # after a crash before a flush, the replayed input lands here.
                 self._dirty.setdefault(suspect, (why, cause))
                 continue
             if before is _UNSET:
-                if tally is not None:
-                    before = tally.summary()
-                    if len(changes) > 1:
-                        # A run (a merge moves a whole record): one sum at the end costs less than a
-                        # tally step per change, each removal of the newest rescanning the record.
-                        del self._tallies[suspect]
-                        tally = None
-                        exact = False
+                if rec is None:
+                    before = None
+                    rec = [0, 0, 0, {}, {}]
+                    allegations = rec[_ALLEGATIONS]
                 else:
-                    # One pass gives his standing before; additions then update it, so the common
-                    # case (a new report) sums the record once, not twice.
-                    if rec is None:
-                        rec, before = {}, None
-                        score = count = newest = 0
-                        victims: set = set()
-                    else:
-                        score, count, newest, victims = _sums(rec)
-                        before = _tuple_new(Summary, (score, count, newest, len(victims)))
+                    before = _standing(rec)
             # Changed in place and written back: the store's value is ours until written.
             if old is not None:
-                del rec[crime_ref]
-                exact = False
+                del allegations[crime_ref]
+                if old[_VAWG]:
+                    rec[_SCORE] -= old[_CENTS]
+                    rec[_COUNT] -= 1
+                    counts = rec[_VICTIM_COUNTS]
+                    for v in old[_VICTIMS]:
+                        if counts[v] == 1:
+                            del counts[v]
+                        else:
+                            counts[v] -= 1
+                    if old[_RECORDED] == rec[_NEWEST]:
+                        newest_gone = True
             if new is not None:
-                rec[crime_ref] = new
+                allegations[crime_ref] = new
                 if old is None or old[_RECORDED] != new[_RECORDED]:
                     self._index_expiry(suspect, crime_ref, new[_RECORDED])
-                if exact and tally is None and new[_VAWG]:
-                    score += new[_CENTS]
-                    count += 1
-                    if new[_RECORDED] > newest:
-                        newest = new[_RECORDED]
-                    victims.update(new[_VICTIMS])
-            if tally is not None:
-                if old is not None:
-                    tally.remove(old, rec)
-                if new is not None:
-                    tally.add(new)
+                if new[_VAWG]:
+                    rec[_SCORE] += new[_CENTS]
+                    rec[_COUNT] += 1
+                    if new[_RECORDED] > rec[_NEWEST]:
+                        rec[_NEWEST] = new[_RECORDED]
+                    counts = rec[_VICTIM_COUNTS]
+                    for v in new[_VICTIMS]:
+                        counts[v] = counts.get(v, 0) + 1
         if before is _UNSET:
             return
-        if rec:
+        if allegations:
+            if newest_gone:  # expiries take the oldest, so this is rare
+                newest = 0
+                for a in allegations.values():
+                    if a[_VAWG] and a[_RECORDED] > newest:
+                        newest = a[_RECORDED]
+                rec[_NEWEST] = newest
             store[key] = rec
+            after = _standing(rec)
         else:
             del store[key]
-        size = len(rec)
-        if tally is None:
-            if not rec:
-                after = None
-            elif size >= TALLY_MIN:
-                tally = self._tallies[suspect] = _Tally(rec)
-                after = tally.summary()
-            elif exact:
-                after = _tuple_new(Summary, (score, count, newest, len(victims)))
-            else:
-                after = summarise(rec)
-        else:
-            after = tally.summary() if rec else None
-            if size < TALLY_MIN // 2:
-                del self._tallies[suspect]
-        self._changed(suspect, before, after, why, cause)
-
-    def _set_one(self, suspect: str, crime_ref: str, new: Optional[list], why: str, cause) -> None:
-        """_set() of one change to a suspect without a tally (the common case: a new report, an expiry),
-        summing his record once: additions update the sums of before, a removal's before is the
-        sums of after plus the removed allegation."""
-        store = self.store
-        key = "p:" + suspect
-        rec = store.get(key)
-        old = None if rec is None else rec.get(crime_ref)
-        if old == new:
-            # Nothing to change, but flush() still checks him against what was announced:
-            # after a crash before a flush, the replayed input lands here.
-            self._dirty.setdefault(suspect, (why, cause))
-            return
-        if old is None:  # an addition
-            if rec is None:
-                rec, before = {}, None
-                score = count = newest = 0
-                victims: set = set()
-            else:
-                score, count, newest, victims = _sums(rec)
-                before = _tuple_new(Summary, (score, count, newest, len(victims)))
-            rec[crime_ref] = new
-            self._index_expiry(suspect, crime_ref, new[_RECORDED])
-            store[key] = rec
-            if len(rec) >= TALLY_MIN:
-                after = (self._tallies.setdefault(suspect, _Tally(rec))).summary()
-            else:
-                if new[_VAWG]:
-                    score += new[_CENTS]
-                    count += 1
-                    if new[_RECORDED] > newest:
-                        newest = new[_RECORDED]
-                    victims.update(new[_VICTIMS])
-                after = _tuple_new(Summary, (score, count, newest, len(victims)))
-            self._changed(suspect, before, after, why, cause)
-            return
-        del rec[crime_ref]
-        if new is not None:
-            rec[crime_ref] = new
-            if old[_RECORDED] != new[_RECORDED]:
-                self._index_expiry(suspect, crime_ref, new[_RECORDED])
-        if rec:
-            store[key] = rec
-        else:
-            del store[key]
-        # his sums without `old` (and with `new`), then before = those without `new`, with `old`
-        score = count = newest = 0
-        victims = set()
-        for a in rec.values():
-            if a[_VAWG] and a is not new:
-                score += a[_CENTS]
-                count += 1
-                if a[_RECORDED] > newest:
-                    newest = a[_RECORDED]
-                victims.update(a[_VICTIMS])
-        if old[_VAWG]:
-            before_victims = victims.union(old[_VICTIMS])
-            before = _tuple_new(Summary, (score + old[_CENTS], count + 1, max(newest, old[_RECORDED]),
-                                          len(before_victims)))
-        else:
-            before = _tuple_new(Summary, (score, count, newest, len(victims)))
-        if not rec:
             after = None
-        elif len(rec) >= TALLY_MIN:  # a big record without a tally yet (after a restart)
-            after = (self._tallies.setdefault(suspect, _Tally(rec))).summary()
-        elif new is None or not new[_VAWG]:
-            after = _tuple_new(Summary, (score, count, newest, len(victims)))
-        else:
-            victims.update(new[_VICTIMS])
-            after = _tuple_new(Summary, (score + new[_CENTS], count + 1, max(newest, new[_RECORDED]), len(victims)))
         self._changed(suspect, before, after, why, cause)
 
     def _changed(self, suspect: str, before: Optional[Summary], after: Optional[Summary], why: str,
@@ -425,7 +309,7 @@ class Ledger:
                 recorded_at, suspect, crime_ref = bucket[split]
                 split += 1
                 rec = store.get("p:" + suspect)
-                current = None if rec is None else rec.get(crime_ref)
+                current = None if rec is None else rec[_ALLEGATIONS].get(crime_ref)
                 if current is not None and current[_RECORDED] == recorded_at:
                     self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
             if split < len(bucket):
