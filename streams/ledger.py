@@ -17,7 +17,7 @@ and recomputations.
 """
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left, bisect_right
 from typing import Optional
 
 from schemas.events import US_PER_DAY, us_to_iso
@@ -265,25 +265,40 @@ class Ledger:
                     dirty[other] = (WHY_DISPLACED, cause)
 
     def _index_expiry(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
+        """Index an allegation under the hour it was recorded in.
+
+        A bucket ("x:<hour>") is three parallel lists, [recorded_at...], [suspect...], [crime_ref...],
+        in the order of (recorded_at, suspect, crime_ref): a search compares plain ints, not lists.
+        """
         hour = recorded_at // US_PER_HOUR
         last_hour, key = self._xkey
         if hour != last_hour:
             key = f"x:{hour}"
             self._xkey = (hour, key)
-        bucket = self.store.get(key)
-        entry = [recorded_at, suspect, crime_ref]
+        store = self.store
+        bucket = store.get(key)
         if bucket is None:
-            self.store[key] = [entry]
+            store[key] = [[recorded_at], [suspect], [crime_ref]]
             # Every bucket at or after the cursor survives advance(), so only a new one can move it.
-            cursor = self.store.get("x-cursor")
+            cursor = store.get("x-cursor")
             if cursor is None or hour < cursor:
-                self.store["x-cursor"] = hour
-        else:
-            if entry >= bucket[-1]:
-                bucket.append(entry)  # in order of arrival
-            else:
-                bisect.insort(bucket, entry)
-            self.store[key] = bucket
+                store["x-cursor"] = hour
+            return
+        times, suspects, refs = bucket
+        last = times[-1]
+        if recorded_at > last or (recorded_at == last and (suspect, crime_ref) >= (suspects[-1], refs[-1])):
+            times.append(recorded_at)  # in order of arrival
+            suspects.append(suspect)
+            refs.append(crime_ref)
+        else:  # after every entry that is not greater (bisect.insort of the whole entry)
+            i = bisect_left(times, recorded_at)
+            end = bisect_right(times, recorded_at, i)
+            while i < end and (suspects[i], refs[i]) <= (suspect, crime_ref):
+                i += 1
+            times.insert(i, recorded_at)
+            suspects.insert(i, suspect)
+            refs.insert(i, crime_ref)
+        store[key] = bucket
 
     def advance(self, as_of: int) -> None:
         """Move the clock forward to `as_of` and age out what leaves the window."""
@@ -304,16 +319,18 @@ class Ledger:
             bucket = store.get(key)
             if bucket is None or bucket[0][0] > cutoff:
                 continue
-            split = 0
-            while split < len(bucket) and bucket[split][0] <= cutoff:
-                recorded_at, suspect, crime_ref = bucket[split]
-                split += 1
+            times, suspects, refs = bucket
+            split = bisect_right(times, cutoff)
+            for j in range(split):
+                suspect, crime_ref = suspects[j], refs[j]
                 rec = store.get("p:" + suspect)
                 current = None if rec is None else rec[_ALLEGATIONS].get(crime_ref)
-                if current is not None and current[_RECORDED] == recorded_at:
+                if current is not None and current[_RECORDED] == times[j]:
                     self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
-            if split < len(bucket):
-                del bucket[:split]
+            if split < len(times):
+                del times[:split]
+                del suspects[:split]
+                del refs[:split]
                 store[key] = bucket
             else:
                 del store[key]
