@@ -16,7 +16,7 @@ from faust.types import TP
 from yarl import URL
 
 from schemas.events import US_PER_DAY, us_to_iso
-from streams.ledger import summarise
+from streams.ledger import record_allegations, summarise
 from streams.register import resolve
 
 from . import metrics
@@ -81,13 +81,13 @@ def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
             break
     if record is None and merged_into is None:
         return None
-    record = record or {}
     settings = rt.settings
     window_us = settings.window_days * US_PER_DAY
     summary = summarise(record)
     harm = rt.harm
     allegations, linked = [], []
-    for crime_ref, (code, cents, vawg, recorded_at, victims) in sorted(record.items(), key=lambda kv: kv[1][3]):
+    for crime_ref, (code, cents, vawg, recorded_at, victims) in sorted(record_allegations(record).items(),
+                                                                       key=lambda kv: kv[1][3]):
         entry = harm.get(code)
         row = {"crime_ref": crime_ref, "offence_code": code, "title": entry.title if entry else "",
                "days": cents / 100, "recorded_at": us_to_iso(recorded_at), "vawg": vawg,

@@ -18,6 +18,7 @@ entry inside, so its first N are always the exact top N.
 from __future__ import annotations
 
 import heapq
+from heapq import heappush
 from bisect import bisect_left, insort
 from itertools import islice
 from typing import Callable, Iterable, Optional
@@ -90,18 +91,23 @@ class TopBook:
         if old == key:
             return [], []
         top = self._top
-        if (self._floor is None and ident not in self._members
-                and (key is None or (len(top) >= self.n and key > top[-1]
-                                     and (self.capacity is None or len(keys) < self.capacity)))):
+        if self._floor is None and ident not in self._members:
             # The common case, far from the top: he was not a member and will not be one.
-            if old is not None:
-                del keys[ident]  # its copy in the heap is stale from now on
-            if key is not None:
-                keys[ident] = key
-                heapq.heappush(self._rest, key)
-            if len(self._rest) > 2 * (len(keys) - len(top)) + 64:
-                self._compact()
-            return [], []
+            # (The order of _keys is never relied on, so a key is replaced in place.)
+            if key is None:
+                if old is not None:
+                    del keys[ident]  # its copy in the heap is stale from now on
+                if len(self._rest) > 2 * (len(keys) - len(top)) + 64:
+                    self._compact()
+                return [], []
+            if (len(top) >= self.n and key > top[-1]
+                    and (self.capacity is None or len(keys) < self.capacity)):
+                keys[ident] = key  # an old key's copy in the heap is stale from now on
+                rest = self._rest
+                heappush(rest, key)
+                if len(rest) > 2 * (len(keys) - len(top)) + 64:
+                    self._compact()
+                return [], []
         before = {ident: ident in self._members}  # membership before, of every ident touched
         held = key is not None and (self._floor is None or key < self._floor)
         if old is not None:

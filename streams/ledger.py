@@ -7,15 +7,17 @@ an index of hourly expiry buckets, and keeps the partition's local top N in a
 suspect outside his partition's top N cannot be in the global top N, so the
 ranker's input does not grow with every score change.
 
-Scores are exact integers (hundredths of a day). A suspect's summary is summed
-afresh from his own allegations, except for the few prolific suspects whose
-record holds thousands of them: for those an in-memory `_Tally` (like the
-book, an index derived from the store and rebuilt from it when the ledger is
-recreated) keeps the sums up to date in O(1) per change, still in integers.
+Scores are exact integers (hundredths of a day). A suspect's record in the
+store carries his running sums next to his allegations (score, VAWG count,
+newest recorded_at, and how many of his VAWG allegations name each victim), so
+a change costs O(1) in the size of his record, not a pass over it; only taking
+out his newest VAWG allegation looks for the next newest (once per run of
+changes). `summarise()` sums a record afresh from its allegations, for checks
+and recomputations.
 """
 from __future__ import annotations
 
-import bisect
+from bisect import bisect_left, bisect_right
 from typing import Optional
 
 from schemas.events import US_PER_DAY, us_to_iso
@@ -27,8 +29,21 @@ from .store import Store
 
 US_PER_HOUR = US_PER_DAY // 24
 
+_tuple_new = tuple.__new__  # Summary(...) without the NamedTuple's Python-level __new__: _tuple_new(Summary, (...))
+
 # Allegation record in the store: [code, cents, vawg, recorded_at, [victim ids]]
 _CENTS, _VAWG, _RECORDED, _VICTIMS = 1, 2, 3, 4
+
+# Suspect record in the store ("p:<suspect>"), a list:
+#   [score, VAWG allegations, newest recorded_at among them, {victim id: VAWG allegations naming him},
+#    {crime_ref: allegation record}]
+# The first four are the running sums of the last one; every change keeps them exact.
+_SCORE, _COUNT, _NEWEST, _VICTIM_COUNTS, _ALLEGATIONS = range(5)
+
+
+def record_allegations(rec: Optional[list]) -> dict:
+    """crime_ref -> allegation record ([code, cents, vawg, recorded_at, [victim ids]]) of a suspect record."""
+    return {} if rec is None else rec[_ALLEGATIONS]
 
 
 def _sums(allegations: dict) -> tuple[int, int, int, set]:
@@ -45,55 +60,18 @@ def _sums(allegations: dict) -> tuple[int, int, int, set]:
     return score, count, newest, victims
 
 
-def summarise(allegations: dict) -> Summary:
-    """A suspect's standing from his allegations in the window."""
-    score, count, newest, victims = _sums(allegations)
-    return Summary(score, count, newest, len(victims))
+def summarise(rec: Optional[list]) -> Summary:
+    """A suspect's standing summed afresh from the allegations of his record (None: no record)."""
+    score, count, newest, victims = _sums(record_allegations(rec))
+    return _tuple_new(Summary, (score, count, newest, len(victims)))
+
+
+def _standing(rec: list) -> Summary:
+    """A suspect's standing from the running sums of his record: O(1)."""
+    return _tuple_new(Summary, (rec[_SCORE], rec[_COUNT], rec[_NEWEST], len(rec[_VICTIM_COUNTS])))
 
 
 _UNSET = object()
-
-# Records at least this big keep a _Tally; below half of it they go back to summarise().
-TALLY_MIN = 32
-
-
-class _Tally:
-    """The running sums of summarise() for one big record, so a change costs O(1), not O(allegations)."""
-
-    __slots__ = ("score", "count", "newest", "victims")
-
-    def __init__(self, rec: dict):
-        self.score = self.count = self.newest = 0
-        self.victims: dict = {}  # victim id -> how many of the VAWG allegations name him
-        for a in rec.values():
-            self.add(a)
-
-    def add(self, a: list) -> None:
-        if a[_VAWG]:
-            self.score += a[_CENTS]
-            self.count += 1
-            if a[_RECORDED] > self.newest:
-                self.newest = a[_RECORDED]
-            victims = self.victims
-            for v in a[_VICTIMS]:
-                victims[v] = victims.get(v, 0) + 1
-
-    def remove(self, a: list, rec: dict) -> None:
-        """Take out `a`, already gone from `rec` (which is rescanned only if `a` was the newest)."""
-        if a[_VAWG]:
-            self.score -= a[_CENTS]
-            self.count -= 1
-            victims = self.victims
-            for v in a[_VICTIMS]:
-                if victims[v] == 1:
-                    del victims[v]
-                else:
-                    victims[v] -= 1
-            if a[_RECORDED] == self.newest:  # expiries take the oldest, so this is rare
-                self.newest = max((x[_RECORDED] for x in rec.values() if x[_VAWG]), default=0)
-
-    def summary(self) -> Summary:
-        return Summary(self.score, self.count, self.newest, len(self.victims))
 
 
 class Ledger:
@@ -105,8 +83,14 @@ class Ledger:
         self.top_n = top_n
         self._book_capacity = book_capacity
         self._book: Optional[TopBook] = None
-        self._dirty: dict = {}  # suspect -> (why, cause) since the last flush
-        self._tallies: dict = {}  # suspect -> _Tally, for records of TALLY_MIN allegations or more
+        # suspect -> (why, cause) since the last flush; a cause that is an int is the clock
+        # ("clock:<as_of>", formatted by flush() only if it is sent on)
+        self._dirty: dict = {}
+        # The suspects with an "ann:" key (at most N): derived from the store with the book, so that
+        # flush() reads the store only for those it may have to announce or withdraw.
+        self._announced: set = set()
+        self._xkey = (None, None)  # (hour, "x:<hour>") of the last expiry bucket written
+        self._clock_iso = (None, None)  # (as_of, "clock:<as_of>") last formatted
 
     # -- reading -----------------------------------------------------------------
 
@@ -130,22 +114,21 @@ class Ledger:
         difference is found here instead (O(N), once per restart).
         """
         cause = "clock:" + us_to_iso(self.as_of)
+        self._announced = set()
         for key, _ in self.store.scan("ann:"):
+            self._announced.add(key[4:])
             self._dirty.setdefault(key[4:], (WHY_DISPLACED, cause))
         for suspect in self._book.members():
             self._dirty.setdefault(suspect, (WHY_DISPLACED, cause))
 
     def allegations(self, suspect: str) -> dict:
         """crime_ref -> Allegation of every allegation of his in the window."""
-        rec = self.store.get("p:" + suspect) or {}
-        return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in rec.items()}
+        rec = self.store.get("p:" + suspect)
+        return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in record_allegations(rec).items()}
 
     def summary(self, suspect: str) -> Optional[Summary]:
-        tally = self._tallies.get(suspect)
-        if tally is not None:
-            return tally.summary()
         rec = self.store.get("p:" + suspect)
-        return None if rec is None else summarise(rec)
+        return None if rec is None else _standing(rec)
 
     def eligible(self, summary: Summary) -> bool:
         return summary.allegations >= self.min_allegations
@@ -157,7 +140,7 @@ class Ledger:
 
     def _eligible_keys(self):
         for key, rec in self.store.scan("p:"):
-            summary = summarise(rec)
+            summary = _standing(rec)
             if self.eligible(summary):
                 yield rank_key(key[2:], summary)
 
@@ -169,108 +152,101 @@ class Ledger:
 
     def apply_many(self, updates) -> None:
         """apply() each update in turn; a run of updates of one suspect (a merge moves many) is summed once."""
+        store = self.store
+        window_us = self.window_us
         i, n = 0, len(updates)
         while i < n:
-            u = updates[i]
-            suspect, why, cause, at = u.suspect, u.why, u.cause, u.at
-            self.advance(at)
-            cutoff = self.store.get("clock", 0) - self.window_us
+            suspect, crime_ref, alleg, why, cause, at = updates[i]
+            clock = store.get("clock", 0)
+            if at > clock:
+                self.advance(at)
+                clock = store.get("clock", 0)
+            cutoff = clock - window_us
             changes = []
             while True:
-                alleg = u.allegation
-                if alleg is None or alleg.recorded_at <= cutoff:  # None, or already outside the window
-                    changes.append((u.crime_ref, None))
+                if alleg is None or alleg[3] <= cutoff:  # None, or already outside the window
+                    changes.append((crime_ref, None))
                 else:
-                    changes.append((u.crime_ref, [alleg.code, alleg.cents, alleg.vawg, alleg.recorded_at,
-                                                  list(alleg.victims)]))
+                    code, cents, vawg, recorded_at, victims = alleg
+                    changes.append((crime_ref, [code, cents, vawg, recorded_at, list(victims)]))
                 i += 1
                 if i == n:
                     break
                 u = updates[i]
-                if u.suspect != suspect or u.why != why or u.cause != cause or u.at != at:
+                if u[0] != suspect or u[3] != why or u[4] != cause or u[5] != at:
                     break
+                crime_ref, alleg = u[1], u[2]
             self._set(suspect, changes, why, cause)
 
-    def _set(self, suspect: str, changes: list, why: str, cause: str) -> None:
+    def _set(self, suspect: str, changes: list, why: str, cause) -> None:
         """Set each (crime_ref, allegation record or None) of one suspect; his standing is compared once."""
         store = self.store
         key = "p:" + suspect
         rec = store.get(key)
-        tally = self._tallies.get(suspect)
+        allegations = None if rec is None else rec[_ALLEGATIONS]
         before = _UNSET
-        exact = True  # while only additions: score..victims below are his standing after the changes
+        newest_gone = False  # his newest VAWG allegation was taken out: found again at the end
         for crime_ref, new in changes:
-            old = None if rec is None else rec.get(crime_ref)
+            old = None if allegations is None else allegations.get(crime_ref)
             if old == new:
                 # Nothing to change, but flush() still checks him against what was announced:
                 # after a crash before a flush, the replayed input lands here.
                 self._dirty.setdefault(suspect, (why, cause))
                 continue
             if before is _UNSET:
-                if tally is not None:
-                    before = tally.summary()
-                    if len(changes) > 1:
-                        # A run (a merge moves a whole record): one sum at the end costs less than a
-                        # tally step per change, each removal of the newest rescanning the record.
-                        del self._tallies[suspect]
-                        tally = None
-                        exact = False
+                if rec is None:
+                    before = None
+                    rec = [0, 0, 0, {}, {}]
+                    allegations = rec[_ALLEGATIONS]
                 else:
-                    # One pass gives his standing before; additions then update it, so the common
-                    # case (a new report) sums the record once, not twice.
-                    if rec is None:
-                        rec, before = {}, None
-                        score = count = newest = 0
-                        victims: set = set()
-                    else:
-                        score, count, newest, victims = _sums(rec)
-                        before = Summary(score, count, newest, len(victims))
+                    before = _standing(rec)
             # Changed in place and written back: the store's value is ours until written.
             if old is not None:
-                del rec[crime_ref]
-                exact = False
+                del allegations[crime_ref]
+                if old[_VAWG]:
+                    rec[_SCORE] -= old[_CENTS]
+                    rec[_COUNT] -= 1
+                    counts = rec[_VICTIM_COUNTS]
+                    for v in old[_VICTIMS]:
+                        if counts[v] == 1:
+                            del counts[v]
+                        else:
+                            counts[v] -= 1
+                    if old[_RECORDED] == rec[_NEWEST]:
+                        newest_gone = True
             if new is not None:
-                rec[crime_ref] = new
+                allegations[crime_ref] = new
                 if old is None or old[_RECORDED] != new[_RECORDED]:
                     self._index_expiry(suspect, crime_ref, new[_RECORDED])
-                if exact and tally is None and new[_VAWG]:
-                    score += new[_CENTS]
-                    count += 1
-                    if new[_RECORDED] > newest:
-                        newest = new[_RECORDED]
-                    victims.update(new[_VICTIMS])
-            if tally is not None:
-                if old is not None:
-                    tally.remove(old, rec)
-                if new is not None:
-                    tally.add(new)
+                if new[_VAWG]:
+                    rec[_SCORE] += new[_CENTS]
+                    rec[_COUNT] += 1
+                    if new[_RECORDED] > rec[_NEWEST]:
+                        rec[_NEWEST] = new[_RECORDED]
+                    counts = rec[_VICTIM_COUNTS]
+                    for v in new[_VICTIMS]:
+                        counts[v] = counts.get(v, 0) + 1
         if before is _UNSET:
             return
-        if rec:
+        if allegations:
+            if newest_gone:  # expiries take the oldest, so this is rare
+                newest = 0
+                for a in allegations.values():
+                    if a[_VAWG] and a[_RECORDED] > newest:
+                        newest = a[_RECORDED]
+                rec[_NEWEST] = newest
             store[key] = rec
+            after = _standing(rec)
         else:
             del store[key]
-        size = len(rec)
-        if tally is None:
-            if not rec:
-                after = None
-            elif size >= TALLY_MIN:
-                tally = self._tallies[suspect] = _Tally(rec)
-                after = tally.summary()
-            elif exact:
-                after = Summary(score, count, newest, len(victims))
-            else:
-                after = summarise(rec)
-        else:
-            after = tally.summary() if rec else None
-            if size < TALLY_MIN // 2:
-                del self._tallies[suspect]
+            after = None
         self._changed(suspect, before, after, why, cause)
 
     def _changed(self, suspect: str, before: Optional[Summary], after: Optional[Summary], why: str,
-                 cause: str) -> None:
-        was_eligible = before is not None and self.eligible(before)
-        is_eligible = after is not None and self.eligible(after)
+                 cause) -> None:
+        least = self.min_allegations  # eligible(), inline
+        was_eligible = before is not None and before[1] >= least
+        is_eligible = after is not None and after[1] >= least
         if (before is None) != (after is None) or was_eligible != is_eligible:
             tracked, eligible = self.stats()
             tracked += (after is not None) - (before is not None)
@@ -278,29 +254,51 @@ class Ledger:
             self.store["stats"] = [tracked, eligible]
         if before == after:
             return
-        self._dirty[suspect] = (why, cause)
-        entered, exited = self.book.update(suspect, rank_key(suspect, after) if is_eligible else None)
-        for other in entered + exited:
-            if other != suspect and other not in self._dirty:
-                self._dirty[other] = (WHY_DISPLACED, cause)
+        dirty = self._dirty
+        dirty[suspect] = (why, cause)
+        # rank_key(suspect, after), inline
+        entered, exited = self.book.update(suspect, (-after[0], -after[1], -after[2], suspect) if is_eligible
+                                           else None)
+        if entered or exited:
+            for other in entered + exited:
+                if other != suspect and other not in dirty:
+                    dirty[other] = (WHY_DISPLACED, cause)
 
     def _index_expiry(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
+        """Index an allegation under the hour it was recorded in.
+
+        A bucket ("x:<hour>") is three parallel lists, [recorded_at...], [suspect...], [crime_ref...],
+        in the order of (recorded_at, suspect, crime_ref): a search compares plain ints, not lists.
+        """
         hour = recorded_at // US_PER_HOUR
-        key = f"x:{hour}"
-        bucket = self.store.get(key)
-        entry = [recorded_at, suspect, crime_ref]
+        last_hour, key = self._xkey
+        if hour != last_hour:
+            key = f"x:{hour}"
+            self._xkey = (hour, key)
+        store = self.store
+        bucket = store.get(key)
         if bucket is None:
-            self.store[key] = [entry]
+            store[key] = [[recorded_at], [suspect], [crime_ref]]
             # Every bucket at or after the cursor survives advance(), so only a new one can move it.
-            cursor = self.store.get("x-cursor")
+            cursor = store.get("x-cursor")
             if cursor is None or hour < cursor:
-                self.store["x-cursor"] = hour
-        else:
-            if entry >= bucket[-1]:
-                bucket.append(entry)  # in order of arrival
-            else:
-                bisect.insort(bucket, entry)
-            self.store[key] = bucket
+                store["x-cursor"] = hour
+            return
+        times, suspects, refs = bucket
+        last = times[-1]
+        if recorded_at > last or (recorded_at == last and (suspect, crime_ref) >= (suspects[-1], refs[-1])):
+            times.append(recorded_at)  # in order of arrival
+            suspects.append(suspect)
+            refs.append(crime_ref)
+        else:  # after every entry that is not greater (bisect.insort of the whole entry)
+            i = bisect_left(times, recorded_at)
+            end = bisect_right(times, recorded_at, i)
+            while i < end and (suspects[i], refs[i]) <= (suspect, crime_ref):
+                i += 1
+            times.insert(i, recorded_at)
+            suspects.insert(i, suspect)
+            refs.insert(i, crime_ref)
+        store[key] = bucket
 
     def advance(self, as_of: int) -> None:
         """Move the clock forward to `as_of` and age out what leaves the window."""
@@ -315,24 +313,24 @@ class Ledger:
         last_hour = cutoff // US_PER_HOUR
         if last_hour < cursor:
             return
-        cause = None  # made when something expires
+        cause = as_of  # the clock: formatted by flush() if it is sent on
         for hour in range(cursor, last_hour + 1):
             key = f"x:{hour}"
             bucket = store.get(key)
             if bucket is None or bucket[0][0] > cutoff:
                 continue
-            split = 0
-            while split < len(bucket) and bucket[split][0] <= cutoff:
-                recorded_at, suspect, crime_ref = bucket[split]
-                split += 1
+            times, suspects, refs = bucket
+            split = bisect_right(times, cutoff)
+            for j in range(split):
+                suspect, crime_ref = suspects[j], refs[j]
                 rec = store.get("p:" + suspect)
-                current = None if rec is None else rec.get(crime_ref)
-                if current is not None and current[_RECORDED] == recorded_at:
-                    if cause is None:
-                        cause = "clock:" + us_to_iso(as_of)
+                current = None if rec is None else rec[_ALLEGATIONS].get(crime_ref)
+                if current is not None and current[_RECORDED] == times[j]:
                     self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
-            if split < len(bucket):
-                del bucket[:split]
+            if split < len(times):
+                del times[:split]
+                del suspects[:split]
+                del refs[:split]
                 store[key] = bucket
             else:
                 del store[key]
@@ -345,22 +343,37 @@ class Ledger:
         the previous state, so an update lost in a crash is announced on replay.
         """
         out = []
-        book = self.book
+        dirty = self._dirty
+        if not dirty:
+            return out
+        members = self.book._members  # is_member(), inline
         store = self.store
-        for suspect, (why, cause) in self._dirty.items():
-            member = book.is_member(suspect)
+        was_announced = self._announced
+        for suspect, (why, cause) in dirty.items():
+            member = suspect in members
+            if not member and suspect not in was_announced:
+                continue  # was not a candidate and still is not: the common case
             ann_key = "ann:" + suspect
             announced = store.get(ann_key)
-            if not member and announced is None:
-                continue  # was not a candidate and still is not: the common case
             summary = self.summary(suspect)
             now = list(summary) if member else None
             if now == announced:
                 continue
             if now is None:
                 del store[ann_key]
+                was_announced.discard(suspect)
             else:
                 store[ann_key] = now
+                was_announced.add(suspect)
+            if cause.__class__ is int:
+                cause = self._clock_cause(cause)
             out.append(CandidateUpdate(suspect, member, summary, why, cause))
-        self._dirty.clear()
+        dirty.clear()
         return out
+
+    def _clock_cause(self, as_of: int) -> str:
+        last, cause = self._clock_iso
+        if as_of != last:
+            cause = "clock:" + us_to_iso(as_of)
+            self._clock_iso = (as_of, cause)
+        return cause

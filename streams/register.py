@@ -45,11 +45,15 @@ _CODE, _FLAG, _RECORDED, _VICTIMS, _SUSPECTS, _CANCELLED, _EVENTS = range(7)
 
 
 def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
-    """Follow merge aliases to the canonical id (chains allowed, never cycles)."""
+    """Follow merge aliases to the canonical id (chains allowed, never cycles).
+
+    An alias is a str; in the register the same key of a canonical id holds the
+    list of his crime_refs instead (see Register), which ends the chain too.
+    """
     seen = 0
     while True:
         into = store.get(prefix + suspect)
-        if into is None:
+        if into is None or into.__class__ is list:
             return suspect
         suspect = into
         seen += 1
@@ -57,7 +61,16 @@ def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
             raise RuntimeError("alias chain too long")
 
 
+_tuple_new = tuple.__new__  # a NamedTuple without its Python-level __new__: _tuple_new(Cls, (fields...))
+
+
 class Register:
+    """The register's store: "r:<crime_ref>" a report (the list above), "al:<suspect>" either the
+    id he was merged into (a str) or, while he is canonical, the crime_refs of this partition's
+    reports that name him (a list: the suspect -> reports index that a merge rewrites).
+    One key per suspect, so a new report reads and writes it once to resolve and index him.
+    """
+
     def __init__(self, store: Store, harm_table):
         self.store = store
         self.harm = harm_table
@@ -71,8 +84,13 @@ class Register:
         entry = self.harm.get(rec[_CODE])
         victims = rec[_VICTIMS]
         flag = rec[_FLAG]
+        if len(victims) == 1:  # the common case
+            v = victims[0]
+            vawg = flag if flag is not None else (entry.vawg and v[1] == "F")
+            return _tuple_new(Allegation, (rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], (v[0],)))
         vawg = flag if flag is not None else (entry.vawg and "F" in [v[1] for v in victims])
-        return Allegation(rec[_CODE], entry.days_cents, vawg, rec[_RECORDED], tuple([v[0] for v in victims]))
+        return _tuple_new(Allegation, (rec[_CODE], entry.days_cents, vawg, rec[_RECORDED],
+                                       tuple([v[0] for v in victims])))
 
     # -- writing -----------------------------------------------------------------
 
@@ -103,17 +121,52 @@ class Register:
         raise TypeError(f"not a crime event: {event!r}")  # pragma: no cover - validation lets only these through
 
     def _record(self, key: str, ev: ReportRecorded) -> Outcome:
-        if len(ev.suspects) == 1:  # the common case
-            suspects = [resolve(self.store, ev.suspects[0])]
+        store = self.store
+        crime_ref, event_id, at, code = ev.crime_ref, ev.event_id, ev.at, ev.offence_code
+        victims = ev.victims
+        entry = self.harm.get(code)
+        flag = ev.vawg
+        # _allegation(rec) of the record below, from the event's own fields
+        if flag is not None:
+            vawg = flag
+        elif not entry.vawg:
+            vawg = False
         else:
-            suspects = sorted({resolve(self.store, s) for s in ev.suspects})
-        rec = [ev.offence_code, ev.vawg, ev.at, [[v.id, v.sex] for v in ev.victims], suspects, False, [ev.event_id]]
-        self.store[key] = rec
-        alleg = self._allegation(rec)
+            vawg = False
+            for v in victims:
+                if v.sex == "F":
+                    vawg = True
+                    break
+        if len(victims) == 1:  # the common case
+            v = victims[0]
+            alleg = _tuple_new(Allegation, (code, entry.days_cents, vawg, at, (v.id,)))
+            victim_rows = [[v.id, v.sex]]
+        else:
+            alleg = _tuple_new(Allegation, (code, entry.days_cents, vawg, at, tuple([v.id for v in victims])))
+            victim_rows = [[v.id, v.sex] for v in victims]
+        if len(ev.suspects) == 1:  # the common case: resolved and indexed with one read of his key
+            suspect = ev.suspects[0]
+            while True:
+                skey = "al:" + suspect
+                value = store.get(skey)
+                if value is None:
+                    store[skey] = [crime_ref]
+                    break
+                if value.__class__ is list:
+                    value.append(crime_ref)  # in place, then written back: no copy of a long list
+                    store[skey] = value
+                    break
+                suspect = value  # an alias: follow it (resolve(), inline)
+            suspects = [suspect]
+            store[key] = [code, flag, at, victim_rows, suspects, False, [event_id]]
+            return _tuple_new(Outcome, (ACCEPTED, None, [
+                _tuple_new(AllegationUpdate, (suspect, crime_ref, alleg, WHY_ADDED, event_id, at))]))
+        suspects = sorted({resolve(store, s) for s in ev.suspects})
+        store[key] = [code, flag, at, victim_rows, suspects, False, [event_id]]
         for s in suspects:
-            self._index_add(s, ev.crime_ref)
-        return Outcome(ACCEPTED, None,
-                       [AllegationUpdate(s, ev.crime_ref, alleg, WHY_ADDED, ev.event_id, ev.at) for s in suspects])
+            self._index_add(s, crime_ref)
+        return _tuple_new(Outcome, (ACCEPTED, None, [
+            _tuple_new(AllegationUpdate, (s, crime_ref, alleg, WHY_ADDED, event_id, at)) for s in suspects]))
 
     def _reclassify(self, key: str, rec: list, ev: ReportReclassified) -> Outcome:
         rec[_CODE] = ev.offence_code
@@ -153,31 +206,33 @@ class Register:
         """Rewrite this partition's reports of `alias.src` to `alias.into` and move their allegations."""
         store = self.store
         src, into = alias.src, alias.into
-        if store.get("al:" + src) == into:
+        crime_refs = store.get("al:" + src)
+        if crime_refs == into:
             return []  # replayed: already applied
-        store["al:" + src] = into
-        crime_refs = store.get("s:" + src) or []
-        if crime_refs:
-            del store["s:" + src]
+        store["al:" + src] = into  # his index (this key's list) moves to into below
+        if crime_refs.__class__ is not list:
+            crime_refs = []
         removed, added, new_refs = [], [], []
+        cause, at = alias.cause, alias.at
+        allegation = self._allegation
         for crime_ref in crime_refs:
             key = "r:" + crime_ref
-            rec = list(store[key])
+            rec = store[key]  # changed in place and written back
             suspects = rec[_SUSPECTS]
-            had_into = into in suspects
             if len(suspects) == 1:  # [src]: the common case
+                had_into = False
                 rec[_SUSPECTS] = [into]
             else:
+                had_into = into in suspects
                 rec[_SUSPECTS] = sorted({into if s == src else s for s in suspects})
             store[key] = rec
             if not had_into:
                 new_refs.append(crime_ref)
             if rec[_CANCELLED]:
                 continue
-            removed.append(AllegationUpdate(src, crime_ref, None, WHY_MERGED, alias.cause, alias.at))
+            removed.append(_tuple_new(AllegationUpdate, (src, crime_ref, None, WHY_MERGED, cause, at)))
             if not had_into:
-                added.append(AllegationUpdate(into, crime_ref, self._allegation(rec), WHY_MERGED, alias.cause,
-                                              alias.at))
+                added.append(_tuple_new(AllegationUpdate, (into, crime_ref, allegation(rec), WHY_MERGED, cause, at)))
         if new_refs:
             self._index_extend(into, new_refs)
         # All of src's removals, then all of into's additions: the ledger sums each run once.
@@ -188,8 +243,8 @@ class Register:
         self._index_extend(suspect, [crime_ref])
 
     def _index_extend(self, suspect: str, crime_refs: list) -> None:
-        """Index crime_refs under a suspect who is not yet on them."""
-        key = "s:" + suspect
+        """Index crime_refs under a canonical suspect who is not yet on them."""
+        key = "al:" + suspect
         refs = self.store.get(key)
         if refs is None:
             self.store[key] = crime_refs
@@ -198,9 +253,9 @@ class Register:
             self.store[key] = refs
 
     def _index_remove(self, suspect: str, crime_ref: str) -> None:
-        key = "s:" + suspect
+        key = "al:" + suspect
         refs = self.store.get(key)
-        if refs is None or crime_ref not in refs:
+        if refs is None or refs.__class__ is not list or crime_ref not in refs:
             return
         refs.remove(crime_ref)
         if refs:
