@@ -6,6 +6,13 @@ that point into topics that no longer exist. On its first start against a
 broker the worker writes a random epoch id to the one-record topic
 `harmrank-epoch` and into its data directory; at every later start it compares
 the two, and if the broker's is gone or different, it says so and starts clean.
+
+The epoch also names the layout of the state (`STATE_LAYOUT`: the shapes of the
+values in the stages' tables). A broker whose changelogs hold another layout
+cannot be read by this version: the worker refuses to start and says how to
+begin again, rather than misread state. (Layout 1, written by harmrank before
+the register kept one key per suspect and the ledger record its running sums,
+had no layout in its epoch record.)
 """
 from __future__ import annotations
 
@@ -20,6 +27,30 @@ log = logging.getLogger("harmrank")
 
 EPOCH_TOPIC = "harmrank-epoch"
 EPOCH_FILE = "broker-epoch"
+#: The layout of the values in the stages' tables; bumped whenever a change makes old state unreadable.
+STATE_LAYOUT = 2
+
+
+class LayoutMismatch(RuntimeError):
+    """The broker holds harmrank state of a layout this version cannot read."""
+
+
+def _format(epoch: str) -> str:
+    return f"{epoch} layout={STATE_LAYOUT}"
+
+
+def _parse(text: Optional[str]) -> tuple[Optional[str], int]:
+    """(epoch id, layout) of an epoch record or file; a record without a layout is layout 1."""
+    if text is None:
+        return None, STATE_LAYOUT
+    epoch, _, rest = text.strip().partition(" ")
+    layout = 1
+    if rest.startswith("layout="):
+        try:
+            layout = int(rest[len("layout="):])
+        except ValueError:
+            layout = 0
+    return epoch, layout
 
 def _state_dirs(data_dir: Path) -> list:
     """What Faust keeps under the data directory: `v<version>/` (tables with their offsets)."""
@@ -74,12 +105,15 @@ def wipe_state(data_dir: Path) -> None:
 
 
 def reconcile(servers: list[str], data_dir: str) -> str:
-    """Make the local state agree with the broker; returns what was found, for the log."""
+    """Make the local state agree with the broker; returns what was found, for the log.
+
+    Raises LayoutMismatch when the broker's state is of another layout.
+    """
     path = Path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
     local_file = path / EPOCH_FILE
-    local = local_file.read_text().strip() if local_file.exists() else None
-    remote = _read_broker_epoch(servers)
+    local, local_layout = _parse(local_file.read_text() if local_file.exists() else None)
+    remote, remote_layout = _parse(_read_broker_epoch(servers))
     if remote is None:
         note = "new broker"
         if has_state(path):
@@ -87,11 +121,17 @@ def reconcile(servers: list[str], data_dir: str) -> str:
                     "discarding the local state and starting clean")
             wipe_state(path)
         remote = uuid.uuid4().hex
-        _write_broker_epoch(servers, remote)
-    elif local != remote:
+        _write_broker_epoch(servers, _format(remote))
+    elif remote_layout != STATE_LAYOUT:
+        raise LayoutMismatch(
+            f"the broker holds harmrank state of layout {remote_layout}, written by another version of "
+            f"harmrank; this one keeps layout {STATE_LAYOUT} and cannot read it. To start again: use a fresh "
+            f"broker, or delete the harmrank-* topics and the consumer groups harmrank and harmrank-intake "
+            f"(the ranking is then rebuilt from crime-reports)")
+    elif local != remote or local_layout != STATE_LAYOUT:
         note = "state of another broker found: discarding it and starting clean" if has_state(path) else "first start"
         wipe_state(path)
     else:
         note = "resuming from local state"
-    local_file.write_text(remote + "\n")
+    local_file.write_text(_format(remote) + "\n")
     return note

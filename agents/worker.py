@@ -52,7 +52,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         note = epoch.reconcile(servers, settings.data_dir)
         ensure_topics(servers, {settings.input_topic: settings.partitions, settings.output_topic: 1,
                                 settings.dlq_topic: 1})
-    except BrokerError as exc:
+    except (BrokerError, epoch.LayoutMismatch) as exc:
         print(f"harmrank worker: {exc}", file=sys.stderr)
         return 2
     log.info("broker epoch: %s", note)
