@@ -5,17 +5,18 @@
                      └─▶ harmrank-identity (1 partition) ─identity─┘        ▼
     harm-ranking ◀─ranker─ harmrank-candidates (1 partition) ◀──────────────┘
 
-Faust spends a fixed ~0.2 ms on every message a stream hands an agent, so the
-stages after intake do not speak in one Kafka message per fact: each stage
-sends, per batch, one envelope per destination partition holding all the
-facts for it (the partition chosen by a stable hash of crime_ref or suspect
-id). Only the input topic pays Faust's per-message price.
+Faust pays a fixed price for every message a stream hands an agent, so no
+topic after the input speaks in one Kafka message per fact: each stage sends,
+per batch, one envelope per destination partition holding all the facts for it
+(the partition chosen by a stable hash of crime_ref or suspect id). The input
+topic itself is read in bulk by the intake's batch consumer (`agents/intake.py`);
+the register, identity, ledger and ranker are Faust agents over Faust tables.
 
 Every stage works a batch against a write-back cache over its table
 partition, sends its envelopes and waits for the broker's acknowledgement,
-and only then writes its state: a crash replays the batch, and the facts are
-absolute state, so nothing is counted twice or lost. Bad input goes to
-`crime-reports.dlq` from the stage that can tell it is bad.
+and only then writes its state (`ChangelogPipe`): a crash replays the batch,
+and the facts are absolute state, so nothing is counted twice or lost. Bad
+input goes to `crime-reports.dlq` from the stage that can tell it is bad.
 """
 from __future__ import annotations
 
