@@ -2,6 +2,7 @@
 
     python -m tests.bench.bench_stream [--events 200000] [--partitions 4]
                                        [--latency-rate 500] [--latency-seconds 30]
+                                       [--latency-span realtime|sweep]
 
 Everything runs on ONE fresh tansu broker that this script starts on a free port (and
 stops at the end), with its own temporary directory:
@@ -18,9 +19,12 @@ stops at the end), with its own temporary directory:
    feed) is sent with kafka-python at that pace, one message at a time; a consumer of
    ``harm-ranking`` times each output event's arrival; latency = arrival - send time of
    the input event named by its ``cause`` (``clock:...`` causes are not counted).
-   The second feed cannot start at a fixed date such as 2027-01-01: the worker
-   dead-letters events more than a day after the wall clock (``future_timestamp``), so it
-   starts a day after the first feed's newest event and spans up to the day before now.
+   Its event times (``--latency-span``): ``realtime`` (the default) advances them as fast
+   as the wall clock while it is sent, as in production, and the first feed's year then ends
+   a day before now; ``sweep`` spreads them from a day after the first feed's newest event
+   to the day before now, so a year of allegations expires during the feed (a stress of the
+   expiry path, not the load of 500 events/s). Either way no event is more than a day after
+   the wall clock, which the worker would dead-letter (``future_timestamp``).
 3. **Naive baseline** (``tests/bench/naive_app.py``): a textbook Faust agent, one message at
    a time and one RocksDB table write per event, its own consumer group re-reading the
    same topic; events/s from its first event to N.
@@ -486,20 +490,57 @@ def print_timeline(t0: float, send_times: list, arrivals: list, samples: list, c
         say("    (harmrank_consumer_lag_messages read 0 for every stage in every sample)")
 
 
-def latency_feed(rate: float, seconds: float, after_us: Optional[int]):
-    """The second feed: newer than the first one, and not in the future for the worker."""
+def first_feed_span(args) -> dict:
+    """Where the first feed lies in time: its year ends a day before now (realtime), or in 2025 (sweep)."""
+    if args.latency_span != "realtime":
+        return {}
+    from schemas.events import us_to_iso
+
+    now_us = time.time_ns() // 1000
+    return {"start": us_to_iso(now_us - 401 * US_PER_DAY), "days": 400.0}
+
+
+def latency_feed(rate: float, seconds: float, after_us: Optional[int], span: str = "realtime",
+                 population: Optional[int] = None):
+    """The second feed: newer than the first one, and not in the future for the worker.
+
+    ``realtime``: its event times advance as fast as the wall clock while it is sent
+    (``seconds`` of event time), as in production, where a report's ``at`` is when it was
+    recorded. ``sweep``: it spreads over every day from the first feed's newest event to
+    today, so the window sweeps through the whole first feed while it is sent: the
+    allegations of a year expire within ``seconds``, on top of the new events.
+    """
     from schemas.events import us_to_iso
     from streams.simulate import generate
 
     events = max(1, int(rate * seconds))
     now_us = time.time_ns() // 1000
-    start_us = (after_us + US_PER_DAY) if after_us is not None else now_us - 200 * US_PER_DAY
-    days = min(400.0, (now_us - start_us) / US_PER_DAY - 2.0)
     note = ""
-    if days < 1.0:  # the first feed reaches (almost) today: start from it anyway, one day long
-        days = 1.0
-        note = " (the first feed reaches today: some events may be future_timestamp dead letters)"
-    return list(generate(seed=2, events=events, start=us_to_iso(start_us), days=days)), us_to_iso(start_us), days, note
+    if span == "realtime":
+        start_us = max(after_us + 1_000_000 if after_us is not None else 0, now_us - int(seconds * 1_000_000))
+        days = seconds / 86_400
+    else:
+        start_us = (after_us + US_PER_DAY) if after_us is not None else now_us - 200 * US_PER_DAY
+        days = min(400.0, (now_us - start_us) / US_PER_DAY - 2.0)
+        if days < 1.0:  # the first feed reaches (almost) today: start from it anyway, one day long
+            days = 1.0
+            note = " (the first feed reaches today: some events may be future_timestamp dead letters)"
+    if span != "realtime":
+        return list(generate(seed=2, events=events, start=us_to_iso(start_us), days=days)), us_to_iso(start_us), days, note
+    # The simulator keeps whole seconds and sizes its population by the feed's rate, so the
+    # realtime feed is made as one day among the first feed's suspects (the same ids, as the
+    # next reports of a city would name) and its times are then pressed into `seconds`.
+    from schemas.validate import parse_timestamp
+
+    feed = list(generate(seed=2, events=events, start=us_to_iso(start_us), days=1.0, suspects=population))
+    scale = seconds / 86_400
+    for ev in feed:
+        try:
+            at = parse_timestamp(ev["at"])
+        except (KeyError, TypeError, ValueError):
+            continue  # a deliberately invalid event keeps its invalid `at`
+        ev["at"] = us_to_iso(start_us + int((at - start_us) * scale))
+    return feed, us_to_iso(start_us), days, note
 
 
 def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before: int,
@@ -509,7 +550,10 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
     from agents.publish import event_key
     from streams.simulate import dumps
 
-    events, start_iso, days, note = latency_feed(args.latency_rate, args.latency_seconds, first_newest_us)
+    from streams.simulate import suspect_population
+
+    events, start_iso, days, note = latency_feed(args.latency_rate, args.latency_seconds, first_newest_us,
+                                                 args.latency_span, suspect_population(args.events, 400.0))
     feed_path = tmp / "latency-feed.jsonl"
     msgs = []
     with open(feed_path, "w", encoding="utf-8", newline="\n") as fh:
@@ -700,6 +744,10 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--partitions", type=int, default=4, help="crime-reports partitions (default 4)")
     p.add_argument("--latency-rate", type=float, default=500.0, help="events/s of the latency feed (default 500)")
     p.add_argument("--latency-seconds", type=float, default=30.0, help="length of the latency feed (default 30)")
+    p.add_argument("--latency-span", choices=["realtime", "sweep"], default="realtime",
+                   help="event time of the latency feed: as fast as the wall clock (realtime, the default: the "
+                        "first feed's year then ends a day before now), or spread from the first feed to today "
+                        "(sweep: a year of allegations expires during the latency feed)")
     p.add_argument("--skip-baseline", action="store_true", help="do not run the naive Faust baselines")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = p.parse_args(argv)
@@ -729,7 +777,7 @@ def main(argv: Optional[list] = None) -> int:
         say("\n[1] end to end: publish everything, then run the worker over it")
         feed = tmp / "feed.jsonl"
         t = time.monotonic()
-        lines, _, newest_us = write_feed(feed, generate(seed=1, events=args.events))
+        lines, _, newest_us = write_feed(feed, generate(seed=1, events=args.events, **first_feed_span(args)))
         say(f"  feed: seed=1, {lines} non-blank lines ({feed.stat().st_size / 1e6:.1f} MB), "
             f"written in {time.monotonic() - t:.1f} s")
 
