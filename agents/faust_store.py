@@ -84,10 +84,6 @@ class PartitionStore:
     def dirty(self) -> int:
         return len(self._dirty)
 
-    async def flush(self) -> int:
-        """Write every key changed since the last flush: this partition's database, then its changelog."""
-        return await flush_all([self])
-
     def _write_local(self) -> list:
         """Write the changed keys to the partition's database in one atomic batch; returns the changelog records."""
         if not self._dirty:
@@ -115,8 +111,8 @@ class PartitionStore:
         self._cache.clear()
 
 
-async def flush_all(stores: list) -> int:
-    """Write every store's changed keys: each partition's database, then all their changelogs at once.
+async def start_flush(stores: list) -> list:
+    """Write every store's changed keys to its database and send them to its changelog; returns what is in flight.
 
     Each database takes its partition's batch in one atomic RocksDB write batch:
     a kill -9 leaves either all of a batch's state (with the input offset it
@@ -126,14 +122,10 @@ async def flush_all(stores: list) -> int:
     ("clock", "x:<hour>"). The changelog records then go straight to the
     producer rather than one by one through Faust's producer buffer (most of a
     stage's CPU went there), every partition's together, so a batch waits for
-    one acknowledgement, not one per partition; once the broker has them, each
-    partition's persisted offset is set, as Faust does, so recovery reads from there.
+    one acknowledgement, not one per partition (`finish_flush`); once the broker
+    has them, each partition's persisted offset is set, as Faust does, so
+    recovery reads from there.
     """
-    return await finish_flush(await start_flush(stores))
-
-
-async def start_flush(stores: list) -> list:
-    """Write every store's changed keys to its database and send them to its changelog; returns what is in flight."""
     pending = []  # (store, topic, sent batches, records)
     for store in stores:
         records = store._write_local()

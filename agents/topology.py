@@ -281,10 +281,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         """Validate a batch of input records and route each event to its register (or identity) partition."""
         outbox = Outbox()
         now = now_us()
-        offsets = rt.offsets
         for msg in records:
             src = [msg.topic, msg.partition, msg.offset]
-            offsets[(msg.topic, msg.partition)] = msg.offset
             value = msg.value if msg.value is not None else b""
             result = validate(value, harm, now_us=now)
             if isinstance(result, Rejected):
