@@ -126,7 +126,7 @@ async def start_flush(stores: list) -> list:
     has them, each partition's persisted offset is set, as Faust does, so
     recovery reads from there.
     """
-    pending = []  # (store, topic, sent batches, records)
+    pending = []  # (store, topic, sent batches)
     for store in stores:
         records = store._write_local()
         if not records:
@@ -134,17 +134,14 @@ async def start_flush(stores: list) -> list:
         table = store.table
         topic = table.changelog_topic.get_topic_name()
         sent = await send_records(table.app.producer, topic, store.partition, records)
-        pending.append((store, topic, sent, len(records)))
+        pending.append((store, topic, sent))
     return pending
 
 
-async def finish_flush(pending: list) -> int:
+async def finish_flush(pending: list) -> None:
     """Wait for the changelog records of `start_flush`; sets each partition's persisted offset, as Faust does."""
-    count = 0
-    for store, topic, sent, records in pending:
+    for store, topic, sent in pending:
         store.table.data.set_persisted_offset(TP(topic, store.partition), await last_offset(sent))
-        count += records
-    return count
 
 
 class ChangelogPipe:
@@ -199,8 +196,8 @@ async def send_records(producer, topic: str, partition: int, records: list) -> l
     batch = aio.create_batch()
     for key, value in records:
         if batch.append(key=key, value=value, timestamp=None) is None:
-            if batch.record_count():
-                count = batch.record_count()
+            count = batch.record_count()
+            if count:
                 sent.append((await aio.send_batch(batch, topic, partition=partition), count))
                 batch = aio.create_batch()
             if batch.append(key=key, value=value, timestamp=None) is None:  # bigger than a whole batch

@@ -36,7 +36,6 @@ def changelog(monkeypatch):
 
     async def finish_flush(ack):
         await ack
-        return 1
 
     monkeypatch.setattr(faust_store, "start_flush", start_flush)
     monkeypatch.setattr(faust_store, "finish_flush", finish_flush)
