@@ -3,6 +3,7 @@
     python -m tests.bench.bench_stream [--events 200000] [--partitions 4]
                                        [--latency-rate 500] [--latency-seconds 30]
                                        [--latency-span realtime|sweep]
+                                       [--skip-baseline] [--skip-floor]
 
 Everything runs on ONE fresh tansu broker that this script starts on a free port (and
 stops at the end), with its own temporary directory:
@@ -29,6 +30,10 @@ stops at the end), with its own temporary directory:
    a time and one RocksDB table write per event, its own consumer group re-reading the
    same topic; events/s from its first event to N.
 4. **Faust ceiling**: the same app with ``--no-table`` (consume and count only).
+5. **Latency floor** (``tests/bench/floor_app.py``): the worker's four hops with the work
+   taken out (the same intake reader, Faust agents, batching, envelopes and local-broker
+   patches; no validation, no state, no changelog), sent the latency feed at the same pace
+   on the same broker: what the hops alone cost here, a bound no worker of this shape beats.
 
 Nothing is asserted; the exit code is 1 only when a phase could not be measured at all.
 """
@@ -717,6 +722,85 @@ def run_naive(broker, tmp: Path, args, n: int, no_table: bool) -> dict:
             "log": child.log, "cpu_note": cpu_note, "cpu_per_event": cpu_per_event}
 
 
+# --------------------------------------------------------------------------- latency floor
+def run_floor(broker, tmp: Path, args) -> dict:
+    """The pipeline with the work taken out (``tests/bench/floor_app.py``), fed at the latency rate."""
+    from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+    from agents.broker import ensure_topics
+    from tests.bench import floor_app
+
+    ensure_topics([broker.bootstrap], {floor_app.IN_TOPIC: 4, **dict(floor_app.HOPS)})
+    cmd = [sys.executable, "-m", "tests.bench.floor_app", "--broker", broker.url, "--datadir", str(tmp / "floor-data")]
+    child = Child("floor", cmd, clean_env(), tmp / "floor.log")
+    CHILDREN.append(child)
+    arrivals: list = []  # latency in ms of every item that reached the last topic
+    stopping = threading.Event()
+    failed: list = []
+
+    def listen() -> None:
+        try:
+            consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False,
+                                     fetch_max_wait_ms=5, max_partition_fetch_bytes=4 * 1024 * 1024)
+            tp = TopicPartition(floor_app.OUT_TOPIC, 0)
+            consumer.assign([tp])
+            consumer.seek_to_end(tp)
+            while not stopping.is_set():
+                for recs in consumer.poll(timeout_ms=100).values():
+                    now = time.time() * 1000.0
+                    for r in recs:
+                        arrivals.extend(now - item[0] for item in json.loads(r.value))
+            consumer.close()
+        except Exception as exc:  # reported by the caller
+            failed.append(exc)
+
+    listener = threading.Thread(target=listen, name="floor-listener", daemon=True)
+    listener.start()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=0, client_id="bench-floor")
+    meter = None
+    try:
+        # Warm up until an item comes through (the app's groups have joined), at most 120 s.
+        deadline = time.monotonic() + 120
+        while not arrivals:
+            if not child.alive():
+                raise BenchError(f"the floor app exited with code {child.proc.returncode}:\n{child.tail()}")
+            if time.monotonic() > deadline or failed:
+                raise BenchError(f"the floor pipeline passed nothing on within 120 s ({failed}):\n{child.tail()}")
+            producer.send(floor_app.IN_TOPIC, key=b"warm-up", value=b"{}")
+            producer.flush()
+            time.sleep(0.5)
+        time.sleep(2)
+        feed = [line.encode() for line in (tmp / "latency-feed.jsonl").read_text().splitlines() if line.strip()]
+        arrivals.clear()
+        meter = CpuMeter([child.pid, broker.pid])
+        cpu0 = proc_status(child.pid).get("cpu", 0.0)
+        n = min(len(feed), int(args.latency_rate * args.latency_seconds))
+        t0 = time.time()
+        for i in range(n):
+            ahead = t0 + i / args.latency_rate - time.time()
+            if ahead > 0:
+                time.sleep(ahead)
+            producer.send(floor_app.IN_TOPIC, key=str(i).encode(), value=feed[i])
+        producer.flush(timeout=60)
+        wait_until = time.monotonic() + 30
+        while len(arrivals) < n and time.monotonic() < wait_until:
+            time.sleep(0.1)
+        elapsed = time.time() - t0
+        cpu = (proc_status(child.pid).get("cpu", 0.0) - cpu0) / elapsed
+        note = meter.report()
+    finally:
+        stopping.set()
+        producer.close(timeout=5)
+        listener.join(10)
+        child.stop(grace=10)
+    lat = sorted(arrivals)
+    res = {"n": len(lat), "sent": n, "cpu_share": cpu, "cpu_note": note,
+           "max": lat[-1] if lat else float("nan"), "mean": sum(lat) / len(lat) if lat else float("nan")}
+    for q in (50, 90, 99):
+        res[f"p{q}"] = pct(lat, q)
+    return res
+
+
 # --------------------------------------------------------------------------- main
 CHILDREN: list[Child] = []
 
@@ -749,6 +833,7 @@ def main(argv: Optional[list] = None) -> int:
                         "first feed's year then ends a day before now), or spread from the first feed to today "
                         "(sweep: a year of allegations expires during the latency feed)")
     p.add_argument("--skip-baseline", action="store_true", help="do not run the naive Faust baselines")
+    p.add_argument("--skip-floor", action="store_true", help="do not run the latency floor (the pipeline with no work)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = p.parse_args(argv)
     if args.events < 1 or args.partitions < 1 or args.latency_rate <= 0 or args.latency_seconds <= 0:
@@ -919,6 +1004,16 @@ def main(argv: Optional[list] = None) -> int:
             say(f"  CPU: {nt['cpu']:.1f} s since launch = {nt['cpu_per_event']:.3f} ms per event; {nt['cpu_note']}")
             summary["ceiling"] = nt
 
+        # ---------------------------------------------------------------- latency floor
+        if not args.skip_floor:
+            say(f"\n[5] latency floor: the same four hops with no work in them, at {args.latency_rate:g} events/s "
+                "(tests/bench/floor_app.py)")
+            fl = run_floor(broker, tmp, args)
+            summary["floor"] = fl
+            say(f"  {fl['n']} of {fl['sent']} items through: p50 {fl['p50']:.1f} ms, p90 {fl['p90']:.1f} ms, "
+                f"p99 {fl['p99']:.1f} ms, max {fl['max']:.1f} ms, mean {fl['mean']:.1f} ms")
+            say(f"  floor app {fl['cpu_share'] * 100:.0f} % of one core; {fl['cpu_note']}")
+
         # ---------------------------------------------------------------- summary
         say("\n" + "=" * 78)
         say(f"end-to-end: {summary['e2e']:.0f} events/s ({lines} events, {args.partitions} partitions; "
@@ -940,6 +1035,10 @@ def main(argv: Optional[list] = None) -> int:
             f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({lat['n']} ranking events)"
             + (f"; consumed-by-worker delay p50 {lat['consumed_delay'][50]:.0f} ms, p99 {lat['consumed_delay'][99]:.0f} ms"
                if lat.get("consumed_delay") else ""))
+        if "floor" in summary:
+            fl = summary["floor"]
+            say(f"latency floor (the same hops, no work): p50 {fl['p50']:.0f} ms, p90 {fl['p90']:.0f} ms, "
+                f"p99 {fl['p99']:.0f} ms ({fl['n']} of {fl['sent']} items)")
         say(f"worker peak RSS: {summary['rss']:.0f} MiB after the feed, {summary['rss_end']:.0f} MiB at the end; "
             f"CPU {summary['cpu']:.1f} s for the feed")
         if "others_e2e" in summary:

@@ -1,0 +1,112 @@
+"""The latency floor for ``tests.bench.bench_stream`` (not a test, not product code).
+
+The worker's pipeline with the work taken out: the same four hops, read and
+sent the same way, with no validation, no state, no changelog. Its latency at
+a given input rate is what the hops alone cost on this machine and broker, so
+it bounds from below what any worker of this shape can reach here.
+
+    bench-floor-in (4) ─intake─▶ bench-floor-1 (4) ─▶ bench-floor-2 (4) ─▶ bench-floor-3 (1) ─▶ bench-floor-out (1)
+
+- Hop 1 is the worker's own `IntakeReader` (aiokafka batches): each batch goes
+  on as one envelope per source partition.
+- Hops 2 to 4 are Faust agents with the worker's batching
+  (`noack_take(BATCH, within=WITHIN)`). Each batch's items go on as one
+  envelope per destination partition, and the agent waits for the broker's
+  acknowledgement before it acks its input.
+- It runs with the worker's Faust settings and the worker's local-broker
+  patches: the end-offset fix, the fetch wait and the direct drain.
+
+An item is ``[send time in ms, the input record's value]``, so envelopes are as
+large as the input. Nothing is stored.
+
+    python -m tests.bench.floor_app --broker kafka://127.0.0.1:9092 --datadir /tmp/x
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+IN_TOPIC = "bench-floor-in"
+HOPS = [("bench-floor-1", 4), ("bench-floor-2", 4), ("bench-floor-3", 1), ("bench-floor-out", 1)]
+OUT_TOPIC = HOPS[-1][0]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m tests.bench.floor_app")
+    p.add_argument("--broker", required=True, help="kafka://host:port")
+    p.add_argument("--datadir", required=True)
+    args = p.parse_args(argv)
+
+    import faust
+
+    from agents import codec, faust_drain, tansu_fetch, tansu_offsets
+    from agents.intake import IntakeReader
+    from agents.topology import BATCH, WITHIN
+
+    servers = [args.broker.split("://", 1)[-1]]
+    app = faust.App(
+        "bench-floor", broker=args.broker, store="memory://", datadir=args.datadir,
+        topic_partitions=4, topic_replication_factor=1, broker_session_timeout=6, broker_heartbeat_interval=1,
+        producer_linger=0.0, broker_commit_interval=10.0, broker_commit_every=100_000,
+        consumer_auto_offset_reset="latest", table_standby_replicas=0, web_enabled=False,
+        stream_wait_empty=False, value_serializer="raw", key_serializer="raw",
+    )
+    if tansu_offsets.is_local_tansu(servers):
+        tansu_offsets.install_tansu_end_offset_fix(app)
+        tansu_fetch.install_fetch_wait()
+    faust_drain.install()
+
+    topics = [app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw") for name, n in HOPS]
+
+    async def send_envelopes(topic, partitions: int, groups: dict) -> None:
+        """One envelope per destination partition; returns once the broker acknowledged them all."""
+        futures = [await topic.send(value=codec.dumps(items), partition=p % partitions)
+                   for p, items in groups.items()]
+        if futures:
+            await asyncio.gather(*futures)
+
+    first_topic, first_n = topics[0], HOPS[0][1]
+
+    async def intake(records: list) -> None:
+        groups: dict = {}
+        for r in records:
+            groups.setdefault(r.partition, []).append([r.timestamp, r.value.decode()])
+        await send_envelopes(first_topic, first_n, groups)
+
+    @app.service
+    class Intake(IntakeReader):
+        def __init__(self, **kwargs):
+            super().__init__(topic=IN_TOPIC, group_id="bench-floor-intake", bootstrap_servers=servers,
+                             handle=intake, fetch_max_wait_ms=tansu_fetch.current_wait_ms(), **kwargs)
+
+    def hop(src, dst, dst_n: int) -> None:
+        async def forward(stream):
+            async for events in stream.noack_take(BATCH, within=WITHIN):
+                groups: dict = {}
+                for e in events:
+                    groups.setdefault(e.message.partition, []).extend(codec.loads(e.message.value))
+                await send_envelopes(dst, dst_n, groups)
+                for e in events:
+                    await stream.ack(e)
+
+        forward.__name__ = "forward_" + src.get_topic_name().replace("-", "_")
+        app.agent(src, name=forward.__name__)(forward)
+
+    for i in range(len(topics) - 1):
+        hop(topics[i], topics[i + 1], HOPS[i + 1][1])
+
+    @app.task
+    async def quiet():
+        for name in ("aiokafka", "faust", "mode", "kafka"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+    worker = faust.Worker(app, loglevel="warning", redirect_stdouts=False)
+    worker.spinner = None
+    worker.execute_from_commandline()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
