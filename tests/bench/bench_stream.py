@@ -723,16 +723,18 @@ def run_naive(broker, tmp: Path, args, n: int, no_table: bool) -> dict:
 
 
 # --------------------------------------------------------------------------- latency floor
-def run_floor(broker, tmp: Path, args) -> dict:
+def run_floor(broker, tmp: Path, args, hops: str = "faust") -> dict:
     """The pipeline with the work taken out (``tests/bench/floor_app.py``), fed at the latency rate."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     from agents.broker import ensure_topics
     from tests.bench import floor_app
 
-    ensure_topics([broker.bootstrap], {floor_app.IN_TOPIC: 4, **dict(floor_app.HOPS)})
-    cmd = [sys.executable, "-m", "tests.bench.floor_app", "--broker", broker.url, "--datadir", str(tmp / "floor-data")]
-    child = Child("floor", cmd, clean_env(), tmp / "floor.log")
+    in_topic, hop_topics = floor_app.topics_of(hops)
+    out_topic = hop_topics[-1][0]
+    ensure_topics([broker.bootstrap], {in_topic: 4, **dict(hop_topics)})
+    cmd = [sys.executable, "-m", "tests.bench.floor_app", "--broker", broker.url, "--datadir", str(tmp / f"floor-data-{hops}"), "--hops", hops]
+    child = Child("floor", cmd, clean_env(), tmp / f"floor-{hops}.log")
     CHILDREN.append(child)
     arrivals: list = []  # latency in ms of every item that reached the last topic
     stopping = threading.Event()
@@ -742,7 +744,7 @@ def run_floor(broker, tmp: Path, args) -> dict:
         try:
             consumer = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=None, enable_auto_commit=False,
                                      fetch_max_wait_ms=5, max_partition_fetch_bytes=4 * 1024 * 1024)
-            tp = TopicPartition(floor_app.OUT_TOPIC, 0)
+            tp = TopicPartition(out_topic, 0)
             consumer.assign([tp])
             consumer.seek_to_end(tp)
             while not stopping.is_set():
@@ -766,7 +768,7 @@ def run_floor(broker, tmp: Path, args) -> dict:
                 raise BenchError(f"the floor app exited with code {child.proc.returncode}:\n{child.tail()}")
             if time.monotonic() > deadline or failed:
                 raise BenchError(f"the floor pipeline passed nothing on within 120 s ({failed}):\n{child.tail()}")
-            producer.send(floor_app.IN_TOPIC, key=b"warm-up", value=b"{}")
+            producer.send(in_topic, key=b"warm-up", value=b"{}")
             producer.flush()
             time.sleep(0.5)
         time.sleep(2)
@@ -780,7 +782,7 @@ def run_floor(broker, tmp: Path, args) -> dict:
             ahead = t0 + i / args.latency_rate - time.time()
             if ahead > 0:
                 time.sleep(ahead)
-            producer.send(floor_app.IN_TOPIC, key=str(i).encode(), value=feed[i])
+            producer.send(in_topic, key=str(i).encode(), value=feed[i])
         producer.flush(timeout=60)
         wait_until = time.monotonic() + 30
         while len(arrivals) < n and time.monotonic() < wait_until:
@@ -1008,11 +1010,13 @@ def main(argv: Optional[list] = None) -> int:
         if not args.skip_floor:
             say(f"\n[5] latency floor: the same four hops with no work in them, at {args.latency_rate:g} events/s "
                 "(tests/bench/floor_app.py)")
-            fl = run_floor(broker, tmp, args)
-            summary["floor"] = fl
-            say(f"  {fl['n']} of {fl['sent']} items through: p50 {fl['p50']:.1f} ms, p90 {fl['p90']:.1f} ms, "
-                f"p99 {fl['p99']:.1f} ms, max {fl['max']:.1f} ms, mean {fl['mean']:.1f} ms")
-            say(f"  floor app {fl['cpu_share'] * 100:.0f} % of one core; {fl['cpu_note']}")
+            for hops, label in (("faust", "hops 2-4 as Faust agents, as in the worker"),
+                                ("aiokafka", "every hop an aiokafka batch reader, no Faust stream")):
+                fl = run_floor(broker, tmp, args, hops)
+                summary["floor_" + hops] = fl
+                say(f"  {label}: {fl['n']} of {fl['sent']} items through: p50 {fl['p50']:.1f} ms, "
+                    f"p90 {fl['p90']:.1f} ms, p99 {fl['p99']:.1f} ms, max {fl['max']:.1f} ms, mean {fl['mean']:.1f} ms")
+                say(f"    floor app {fl['cpu_share'] * 100:.0f} % of one core; {fl['cpu_note']}")
 
         # ---------------------------------------------------------------- summary
         say("\n" + "=" * 78)
@@ -1035,10 +1039,11 @@ def main(argv: Optional[list] = None) -> int:
             f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({lat['n']} ranking events)"
             + (f"; consumed-by-worker delay p50 {lat['consumed_delay'][50]:.0f} ms, p99 {lat['consumed_delay'][99]:.0f} ms"
                if lat.get("consumed_delay") else ""))
-        if "floor" in summary:
-            fl = summary["floor"]
-            say(f"latency floor (the same hops, no work): p50 {fl['p50']:.0f} ms, p90 {fl['p90']:.0f} ms, "
-                f"p99 {fl['p99']:.0f} ms ({fl['n']} of {fl['sent']} items)")
+        for hops in ("faust", "aiokafka"):
+            fl = summary.get("floor_" + hops)
+            if fl:
+                say(f"latency floor (the same hops, no work; {hops} hops): p50 {fl['p50']:.0f} ms, "
+                    f"p90 {fl['p90']:.0f} ms, p99 {fl['p99']:.0f} ms ({fl['n']} of {fl['sent']} items)")
         say(f"worker peak RSS: {summary['rss']:.0f} MiB after the feed, {summary['rss_end']:.0f} MiB at the end; "
             f"CPU {summary['cpu']:.1f} s for the feed")
         if "others_e2e" in summary:

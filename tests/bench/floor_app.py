@@ -5,7 +5,7 @@ sent the same way, with no validation, no state, no changelog. Its latency at
 a given input rate is what the hops alone cost on this machine and broker, so
 it bounds from below what any worker of this shape can reach here.
 
-    bench-floor-in (4) ─intake─▶ bench-floor-1 (4) ─▶ bench-floor-2 (4) ─▶ bench-floor-3 (1) ─▶ bench-floor-out (1)
+    bench-floor-<hops>-in (4) ─intake─▶ -1 (4) ─▶ -2 (4) ─▶ -3 (1) ─▶ bench-floor-<hops>-out (1)
 
 - Hop 1 is the worker's own `IntakeReader` (aiokafka batches): each batch goes
   on as one envelope per source partition.
@@ -28,16 +28,22 @@ import asyncio
 import logging
 import sys
 
-IN_TOPIC = "bench-floor-in"
-HOPS = [("bench-floor-1", 4), ("bench-floor-2", 4), ("bench-floor-3", 1), ("bench-floor-out", 1)]
-OUT_TOPIC = HOPS[-1][0]
+
+
+def topics_of(hops: str) -> tuple[str, list]:
+    """The input topic and the (topic, partitions) of each hop's output, for one kind of hops."""
+    name = f"bench-floor-{hops}"
+    return f"{name}-in", [(f"{name}-1", 4), (f"{name}-2", 4), (f"{name}-3", 1), (f"{name}-out", 1)]
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m tests.bench.floor_app")
     p.add_argument("--broker", required=True, help="kafka://host:port")
     p.add_argument("--datadir", required=True)
+    p.add_argument("--hops", choices=["faust", "aiokafka"], default="faust",
+                   help="hops 2 to 4 as Faust agents (the worker's way, the default) or as batch readers like hop 1")
     args = p.parse_args(argv)
+    in_topic, hops = topics_of(args.hops)
 
     import faust
 
@@ -47,7 +53,7 @@ def main(argv=None) -> int:
 
     servers = [args.broker.split("://", 1)[-1]]
     app = faust.App(
-        "bench-floor", broker=args.broker, store="memory://", datadir=args.datadir,
+        f"bench-floor-{args.hops}", broker=args.broker, store="memory://", datadir=args.datadir,
         topic_partitions=4, topic_replication_factor=1, broker_session_timeout=6, broker_heartbeat_interval=1,
         producer_linger=0.0, broker_commit_interval=10.0, broker_commit_every=100_000,
         consumer_auto_offset_reset="latest", table_standby_replicas=0, web_enabled=False,
@@ -55,10 +61,10 @@ def main(argv=None) -> int:
     )
     if tansu_offsets.is_local_tansu(servers):
         tansu_offsets.install_tansu_end_offset_fix(app)
-        tansu_fetch.install_fetch_wait()
+        tansu_fetch.install_fetch_wait(tansu_fetch.wait_from_env())  # as the worker: HARMRANK_TANSU_FETCH_WAIT_MS
     faust_drain.install()
 
-    topics = [app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw") for name, n in HOPS]
+    topics = [app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw") for name, n in hops]
 
     async def send_envelopes(topic, partitions: int, groups: dict) -> None:
         """One envelope per destination partition; returns once the broker acknowledged them all."""
@@ -67,7 +73,7 @@ def main(argv=None) -> int:
         if futures:
             await asyncio.gather(*futures)
 
-    first_topic, first_n = topics[0], HOPS[0][1]
+    first_topic, first_n = topics[0], hops[0][1]
 
     async def intake(records: list) -> None:
         groups: dict = {}
@@ -78,7 +84,7 @@ def main(argv=None) -> int:
     @app.service
     class Intake(IntakeReader):
         def __init__(self, **kwargs):
-            super().__init__(topic=IN_TOPIC, group_id="bench-floor-intake", bootstrap_servers=servers,
+            super().__init__(topic=in_topic, group_id=f"bench-floor-{args.hops}-intake", bootstrap_servers=servers,
                              handle=intake, fetch_max_wait_ms=tansu_fetch.current_wait_ms(), **kwargs)
 
     def hop(src, dst, dst_n: int) -> None:
@@ -94,8 +100,28 @@ def main(argv=None) -> int:
         forward.__name__ = "forward_" + src.get_topic_name().replace("-", "_")
         app.agent(src, name=forward.__name__)(forward)
 
+    def reader_hop(i: int) -> None:
+        src, dst, dst_n = hops[i][0], topics[i + 1], hops[i + 1][1]
+
+        async def forward(records: list) -> None:
+            groups: dict = {}
+            for r in records:
+                groups.setdefault(r.partition, []).extend(codec.loads(r.value))
+            await send_envelopes(dst, dst_n, groups)
+
+        class Hop(IntakeReader):
+            def __init__(self, **kwargs):
+                super().__init__(topic=src, group_id=f"bench-floor-{args.hops}-{i}", bootstrap_servers=servers,
+                                 handle=forward, fetch_max_wait_ms=tansu_fetch.current_wait_ms(), **kwargs)
+
+        Hop.__name__ = f"Hop{i}"
+        app.service(Hop)
+
     for i in range(len(topics) - 1):
-        hop(topics[i], topics[i + 1], HOPS[i + 1][1])
+        if args.hops == "faust":
+            hop(topics[i], topics[i + 1], hops[i + 1][1])
+        else:
+            reader_hop(i)
 
     @app.task
     async def quiet():
