@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from itertools import islice
 from typing import Any, Iterator, Optional
 
 from faust.types import TP
@@ -30,11 +31,22 @@ _GONE = object()
 
 
 class PartitionStore:
-    """One partition of a table, as the core's Store (get / set / del / scan)."""
+    """One partition of a table, as the core's Store (get / set / del / scan).
 
-    def __init__(self, table, partition: int):
+    With `keep`, up to that many decoded values stay cached after a batch is
+    written (the oldest loaded go first), so a stage that keeps its store
+    decodes a hot key once, not once a batch: a suspect with hundreds of
+    allegations is a large record, and ageing them out one batch at a time
+    (mass expiry) decoded it again in every batch. The cache then only ever
+    holds what the database holds: every write goes through it, and after a
+    failed batch the stage drops the store (the ledger stage forgets the
+    partition's Ledger) instead of reusing values a half-done batch changed.
+    """
+
+    def __init__(self, table, partition: int, keep: int = 0):
         self.table = table
         self.partition = partition
+        self.keep = keep
         self._db = table.data._db_for_partition(partition)
         self._cache: dict = {}
         self._dirty: set = set()
@@ -87,7 +99,7 @@ class PartitionStore:
     def _write_local(self) -> list:
         """Write the changed keys to the partition's database in one atomic batch; returns the changelog records."""
         if not self._dirty:
-            self._cache.clear()
+            self._trim_cache()
             return []
         batch = WriteBatch(raw_mode=True)
         records = []
@@ -103,8 +115,20 @@ class PartitionStore:
                 records.append((raw_key, raw_value))
         self._db.write(batch)
         self._dirty.clear()
-        self._cache.clear()
+        self._trim_cache()
         return records
+
+    def _trim_cache(self) -> None:
+        """After a write: keep at most `keep` cached values, all of them clean."""
+        cache = self._cache
+        excess = len(cache) - self.keep
+        if excess <= 0:
+            return
+        if self.keep == 0:
+            cache.clear()
+            return
+        for key in list(islice(cache, excess)):
+            del cache[key]
 
     def discard_changes(self) -> None:
         self._dirty.clear()

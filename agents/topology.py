@@ -57,6 +57,7 @@ WITHIN = 0.01  # seconds a stage waits to fill a batch once an event is there: b
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
 TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
 BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
+LEDGER_CACHE = 4096  # decoded values a ledger partition keeps between batches (its hot suspects and buckets)
 OFFSET_KEY = "offset"  # in each stage partition's store: the last input offset its state includes
 CLOCK_KEY = "clock"  # in each register partition's store: the newest event time it applied
 
@@ -394,7 +395,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     def ledger_for(partition: int) -> Ledger:
         ledger = rt.ledgers.get(partition)
         if ledger is None:
-            ledger = Ledger(PartitionStore(ledger_table, partition), settings.top_n, settings.window_days,
+            ledger = Ledger(PartitionStore(ledger_table, partition, keep=LEDGER_CACHE), settings.top_n,
+                            settings.window_days,
                             settings.min_allegations, book_capacity=BOOK_CAPACITY_FACTOR * settings.top_n)
             rt.ledgers[partition] = ledger
         return ledger

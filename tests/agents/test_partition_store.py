@@ -1,0 +1,126 @@
+"""agents.faust_store.PartitionStore over a real RocksDB (rocksdict): its write-back cache and `keep`.
+
+A ledger partition keeps its store from batch to batch, and with `keep` the
+decoded values it read or wrote stay cached after a batch is written. These
+tests count the reads that reach RocksDB and check that what the cache keeps is
+what the database holds.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from rocksdict import Options, Rdict
+
+from agents.codec import loads
+from agents.faust_store import PartitionStore
+
+
+class CountingDb:
+    """A real Rdict that counts the reads that reach it."""
+
+    def __init__(self, path):
+        self.db = Rdict(str(path), options=Options(raw_mode=True))  # as Faust opens it
+        self.gets: list = []
+
+    def get(self, key):
+        self.gets.append(key)
+        return self.db.get(key)
+
+    def items(self, **kwargs):
+        return self.db.items(**kwargs)
+
+    def write(self, batch):
+        self.db.write(batch)
+
+    def close(self):
+        self.db.close()
+
+
+@pytest.fixture
+def db(tmp_path):
+    d = CountingDb(tmp_path / "p0")
+    yield d
+    d.close()
+
+
+def store_over(db, keep: int = 0) -> PartitionStore:
+    table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=lambda partition: db))
+    return PartitionStore(table, 0, keep=keep)
+
+
+def on_disk(db, key: str):
+    raw = db.db.get(key.encode())
+    return None if raw is None else loads(raw)
+
+
+def test_without_keep_every_batch_reads_the_database_again(db):
+    store = store_over(db)
+    store["p:a"] = [1, 2]
+    store._write_local()
+    assert on_disk(db, "p:a") == [1, 2]
+    assert store.get("p:a") == [1, 2]
+    assert store.get("p:a") == [1, 2]  # within a batch: cached
+    assert db.gets == [b"p:a"]
+    store._write_local()
+    assert store.get("p:a") == [1, 2]
+    assert db.gets == [b"p:a", b"p:a"]  # the next batch: read again
+
+
+def test_with_keep_a_hot_key_is_read_once_and_stays_what_the_database_holds(db):
+    store = store_over(db, keep=10)
+    store["p:a"] = [1, 2]
+    store._write_local()
+    value = store.get("p:a")
+    value.append(3)  # a stage changes a value in place, then writes it
+    store["p:a"] = value
+    store._write_local()
+    assert on_disk(db, "p:a") == [1, 2, 3]
+    assert store.get("p:a") == [1, 2, 3]
+    del store["p:a"]
+    store._write_local()
+    assert on_disk(db, "p:a") is None
+    assert store.get("p:a") is None and store.get("p:a", "gone") == "gone"
+    with pytest.raises(KeyError):
+        store["p:a"]
+    assert db.gets == []  # every value came from the cache: written through it, never read back
+
+
+def test_keep_bounds_the_cache_and_drops_the_oldest_loaded(db):
+    seed = store_over(db)
+    for i in range(10):
+        seed[f"k{i}"] = i
+    seed._write_local()
+    store = store_over(db, keep=3)
+    for i in range(10):
+        assert store.get(f"k{i}") == i
+    store._write_local()
+    assert len(store._cache) == 3
+    db.gets.clear()
+    assert [store.get(f"k{i}") for i in range(10)] == list(range(10))
+    assert db.gets == [f"k{i}".encode() for i in range(7)]  # k7..k9 were kept
+
+
+def test_scan_after_writes_with_keep_agrees_with_the_database(db):
+    store = store_over(db, keep=100)
+    for i in range(5):
+        store[f"p:{i}"] = [i]
+    store["x:1"] = "other prefix"
+    store._write_local()
+    store["p:2"] = [20]
+    del store["p:3"]
+    store._write_local()
+    assert list(store.scan("p:")) == [("p:0", [0]), ("p:1", [1]), ("p:2", [20]), ("p:4", [4])]
+    assert [(k, v) for k, v in store.scan("p:")] == [(k.decode(), loads(v)) for k, v in db.db.items()
+                                                        if k.startswith(b"p:")]
+
+
+def test_discarded_changes_leave_nothing_cached(db):
+    store = store_over(db, keep=100)
+    store["p:a"] = [1]
+    store._write_local()
+    store["p:a"] = [2]  # a batch that fails before it is written
+    store.discard_changes()
+    assert store._cache == {} and store.dirty == 0
+    assert store.get("p:a") == [1]  # the database's value, read again
+    assert db.gets == [b"p:a"]
