@@ -86,6 +86,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     from faust.worker import Worker
 
+    from streams.gcpolicy import tune_for_streaming
+
+    tune_for_streaming()  # a stage's batches would otherwise set off a full collection every second or so
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # no terminal control codes in logs
     worker.execute_from_commandline()
