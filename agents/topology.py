@@ -58,6 +58,12 @@ TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at mos
 TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
 BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
 LEDGER_CACHE = 4096  # decoded values a ledger partition keeps between batches (its hot suspects and buckets)
+MIB = 1024 * 1024
+#: RocksDB's memory per table partition. Faust's defaults are per database (64 MiB
+#: memtables x 3 and a 2 GiB block cache each), so a worker with ten partition databases
+#: could grow by gigabytes as the state grows; these bound each to 2 x 8 MiB of
+#: memtables and a 16 MiB block cache.
+ROCKSDB_OPTIONS = {"write_buffer_size": 8 * MIB, "max_write_buffer_number": 2, "block_cache_size": 16 * MIB}
 OFFSET_KEY = "offset"  # in each stage partition's store: the last input offset its state includes
 CLOCK_KEY = "clock"  # in each register partition's store: the newest event time it applied
 
@@ -195,7 +201,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     dlq_topic = topic(settings.dlq_topic, 1, internal=False)
 
     def table(name: str, n: int):
-        return app.Table(name, partitions=n, key_type=bytes, value_type=bytes)  # bytes: raw serializers
+        return app.Table(name, partitions=n, key_type=bytes, value_type=bytes,  # bytes: raw serializers
+                         options=dict(ROCKSDB_OPTIONS))  # a copy: Faust's store pops from it
 
     register_table = table("register", partitions)
     identity_table = table("identity", 1)
