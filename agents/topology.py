@@ -402,9 +402,9 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     def ledger_for(partition: int) -> Ledger:
         ledger = rt.ledgers.get(partition)
         if ledger is None:
-            ledger = Ledger(PartitionStore(ledger_table, partition, keep=LEDGER_CACHE), settings.top_n,
-                            settings.window_days,
-                            settings.min_allegations, book_capacity=BOOK_CAPACITY_FACTOR * settings.top_n)
+            store = PartitionStore(ledger_table, partition, keep=LEDGER_CACHE)
+            ledger = Ledger(store, settings.top_n, settings.window_days, settings.min_allegations,
+                            book_capacity=BOOK_CAPACITY_FACTOR * settings.top_n)
             rt.ledgers[partition] = ledger
         return ledger
 

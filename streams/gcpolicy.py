@@ -67,8 +67,9 @@ def long_lived_state(every: int = FREEZE_EVERY) -> Iterator[Callable[[], None]]:
 def tune_for_streaming(thresholds: tuple = STREAMING_THRESHOLDS) -> None:
     """For a long-running worker: collect young objects less often, and skip what start-up built.
 
-    Call once, when the worker has started (the freeze keeps start-up's objects
-    out of every later collection; cycles already garbage then are kept, once).
+    Call once, when the app is built and before its loop starts. It collects
+    first, so the freeze keeps nothing that is already garbage: only the objects
+    start-up made, out of every later collection.
     """
     gc.collect()
     gc.set_threshold(*thresholds)

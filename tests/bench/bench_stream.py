@@ -34,6 +34,8 @@ stops at the end), with its own temporary directory:
    taken out (the same intake reader, Faust agents, batching, envelopes and local-broker
    patches; no validation, no state, no changelog), sent the latency feed at the same pace
    on the same broker: what the hops alone cost here, a bound no worker of this shape beats.
+   It runs twice: hops 2-4 as Faust agents, as in the worker, and every hop an aiokafka
+   batch reader (no Faust stream at all).
 
 Nothing is asserted; the exit code is 1 only when a phase could not be measured at all.
 """
@@ -733,7 +735,8 @@ def run_floor(broker, tmp: Path, args, hops: str = "faust") -> dict:
     in_topic, hop_topics = floor_app.topics_of(hops)
     out_topic = hop_topics[-1][0]
     ensure_topics([broker.bootstrap], {in_topic: 4, **dict(hop_topics)})
-    cmd = [sys.executable, "-m", "tests.bench.floor_app", "--broker", broker.url, "--datadir", str(tmp / f"floor-data-{hops}"), "--hops", hops]
+    cmd = [sys.executable, "-m", "tests.bench.floor_app", "--broker", broker.url,
+           "--datadir", str(tmp / f"floor-data-{hops}"), "--hops", hops]
     child = Child("floor", cmd, clean_env(), tmp / f"floor-{hops}.log")
     CHILDREN.append(child)
     arrivals: list = []  # latency in ms of every item that reached the last topic
@@ -759,7 +762,6 @@ def run_floor(broker, tmp: Path, args, hops: str = "faust") -> dict:
     listener = threading.Thread(target=listen, name="floor-listener", daemon=True)
     listener.start()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=0, client_id="bench-floor")
-    meter = None
     try:
         # Warm up until an item comes through (the app's groups have joined), at most 120 s.
         deadline = time.monotonic() + 120

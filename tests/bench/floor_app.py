@@ -13,13 +13,15 @@ it bounds from below what any worker of this shape can reach here.
   (`noack_take(BATCH, within=WITHIN)`). Each batch's items go on as one
   envelope per destination partition, and the agent waits for the broker's
   acknowledgement before it acks its input.
+- With `--hops aiokafka`, hops 2 to 4 are batch readers like hop 1 instead, to
+  show what Faust's stream costs (each variant has topics of its own).
 - It runs with the worker's Faust settings and the worker's local-broker
   patches: the end-offset fix, the fetch wait and the direct drain.
 
 An item is ``[send time in ms, the input record's value]``, so envelopes are as
 large as the input. Nothing is stored.
 
-    python -m tests.bench.floor_app --broker kafka://127.0.0.1:9092 --datadir /tmp/x
+    python -m tests.bench.floor_app --broker kafka://127.0.0.1:9092 --datadir /tmp/x [--hops faust|aiokafka]
 """
 from __future__ import annotations
 
