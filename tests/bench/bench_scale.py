@@ -14,7 +14,6 @@ The workers, the broker and this script share the machine's cores.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import shutil
 import sys
@@ -42,8 +41,11 @@ def run(workers: int, events: int, partitions: int) -> dict:
         children.append(pub)
         if pub.proc.wait(timeout=max(600, lines / 50)) != 0:
             raise bs.BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
-        rank.proc.wait(timeout=max(600, lines / 20))
-        expected = [json.loads(ln) for ln in (tmp / "rank.out").read_text().splitlines() if ln.startswith("[")][-1]
+        if rank.proc.wait(timeout=max(600, lines / 20)) != 0:
+            raise bs.BenchError(f"harmrank rank exited {rank.proc.returncode}:\n{rank.tail()}")
+        expected = bs.ranking_json(tmp / "rank.out")
+        if expected is None:
+            raise bs.BenchError(f"no JSON from harmrank rank:\n{rank.tail()}")
         token = secrets.token_hex(16)
         ws = []
         for i in range(workers):

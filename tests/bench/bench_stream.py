@@ -822,6 +822,16 @@ def start_broker():
     raise BenchError(f"cannot start the tansu broker: {last}")
 
 
+def ranking_json(out: Path) -> Optional[list]:
+    """The ranking in the log of `harmrank rank --json` (stdout and stderr share it: the JSON is the line
+    that starts with '['), or None."""
+    found = None
+    for line in out.read_text(errors="replace").splitlines():
+        if line.startswith("["):
+            found = json.loads(line)
+    return found
+
+
 def run_cli(args: list, env: dict, log: Path) -> Child:
     return Child(args[0], [sys.executable, "-m", "agents.cli", *map(str, args)], env, log)
 
@@ -970,10 +980,7 @@ def main(argv: Optional[list] = None) -> int:
         rank2 = run_cli(["rank", str(both), "--json"], clean_env(), tmp / "rank2.out")
         CHILDREN.append(rank2)
         rank2.proc.wait(timeout=max(600, lines / 20))
-        expected2 = None
-        for line in (tmp / "rank2.out").read_text(errors="replace").splitlines():
-            if line.startswith("["):
-                expected2 = json.loads(line)
+        expected2 = ranking_json(tmp / "rank2.out")
         t_eq2, got2 = worker.wait_ranking(expected2, timeout=60) if expected2 is not None else (None, None)
         summary["equal2"] = t_eq2 is not None
         say("  after the latency feed, /ranking equals `harmrank rank` over both feeds: "
