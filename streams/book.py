@@ -2,10 +2,12 @@
 
 Only the top N is kept in order (a small sorted list: the members). Every other
 held entry waits in a binary heap, so an update to a suspect far from the top
-costs a dict write and a heap push (O(1) on average) instead of a search
-through a million keys, whose cache misses dominated the hot path. The heap is
-lazy: an entry's old keys stay in it, are recognised as stale when they reach
-its head, and are swept out when they outnumber the live ones.
+costs a dict write and at most a heap push (O(1) on average) instead of a
+search through a million keys, whose cache misses dominated the hot path. The
+heap is lazy: an entry's old keys stay in it, are recognised as stale when they
+reach its head, and are swept out when they outnumber the live ones; a key that
+only got worse (the common case as allegations age out) is not pushed at all,
+as the copy of his better key already in the heap is fixed when it comes up.
 
 With `capacity` set, the book holds at most `capacity` entries, so memory stays
 flat however many suspects there are. It is then truncated: it drops the worst
@@ -91,22 +93,26 @@ class TopBook:
         if old == key:
             return [], []
         top = self._top
-        if self._floor is None and ident not in self._members:
+        if ident not in self._members:
             # The common case, far from the top: he was not a member and will not be one.
             # (The order of _keys is never relied on, so a key is replaced in place.)
-            if key is None:
+            floor = self._floor
+            if key is None or (floor is not None and key >= floor):  # not held from now on
                 if old is not None:
-                    del keys[ident]  # its copy in the heap is stale from now on
-                if len(self._rest) > 2 * (len(keys) - len(top)) + 64:
-                    self._compact()
+                    del keys[ident]  # its copies in the heap are stale from now on
+                    if len(self._rest) > 2 * (len(keys) - len(top)) + 64:
+                        self._compact()
                 return [], []
             if (len(top) >= self.n and key > top[-1]
-                    and (self.capacity is None or len(keys) < self.capacity)):
-                keys[ident] = key  # an old key's copy in the heap is stale from now on
-                rest = self._rest
-                heappush(rest, key)
-                if len(rest) > 2 * (len(keys) - len(top)) + 64:
-                    self._compact()
+                    and (old is not None or self.capacity is None or len(keys) < self.capacity)):
+                keys[ident] = key
+                if old is None or key < old:
+                    # A key that only got worse needs no push: the heap's copy of a better
+                    # one stands for it (see _head).
+                    rest = self._rest
+                    heappush(rest, key)
+                    if len(rest) > 2 * (len(keys) - len(top)) + 64:
+                        self._compact()
                 return [], []
         before = {ident: ident in self._members}  # membership before, of every ident touched
         held = key is not None and (self._floor is None or key < self._floor)
@@ -145,27 +151,45 @@ class TopBook:
         return ([i for i, was in before.items() if not was and i in members],
                 [i for i, was in before.items() if was and i not in members])
 
-    def _live(self, key) -> bool:
-        ident = key[-1]
-        return ident not in self._members and self._keys.get(ident) == key
+    def _head(self):
+        """The best waiting key, or None if none waits; stale heap entries at the head are fixed on the way.
+
+        The heap holds, for every waiting entry, at least one copy of its key or
+        of a better one (a key that only got worse is not pushed again). A copy
+        of a member or of an entry no longer held is dropped; a copy better than
+        the entry's key now is replaced by that key, which sinks to its place.
+        """
+        rest = self._rest
+        members, keys = self._members, self._keys
+        while rest:
+            head = rest[0]
+            ident = head[-1]
+            if ident in members:
+                heapq.heappop(rest)
+                continue
+            key = keys.get(ident)
+            if key is None:
+                heapq.heappop(rest)
+            elif key == head:
+                return head
+            else:
+                heapq.heapreplace(rest, key)
+        return None
 
     def _beats_waiting(self, key) -> bool:
-        """Whether `key` ranks above every waiting entry (stale heads are dropped on the way)."""
-        rest = self._rest
-        while rest and not self._live(rest[0]):
-            heapq.heappop(rest)
-        return not rest or key < rest[0]
+        """Whether `key` ranks above every waiting entry."""
+        head = self._head()
+        return head is None or key < head
 
     def _promote(self):
         """Move the best waiting entry into the top; returns its ident, or None if none waits."""
-        rest = self._rest
-        while rest:
-            key = heapq.heappop(rest)
-            if self._live(key):
-                insort(self._top, key)
-                self._members.add(key[-1])
-                return key[-1]
-        return None
+        key = self._head()
+        if key is None:
+            return None
+        heapq.heappop(self._rest)
+        insort(self._top, key)
+        self._members.add(key[-1])
+        return key[-1]
 
     def _waiting(self) -> list:
         """The keys of the held entries outside the top, unordered."""

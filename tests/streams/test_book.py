@@ -84,6 +84,25 @@ def test_many_updates_far_from_top_keep_heap_small():
     assert len(book._rest) <= 2 * (len(book) - 3) + 64  # stale heap copies are swept
 
 
+def test_keys_that_only_get_worse_are_not_pushed_and_still_promote_in_order():
+    book = TopBook(2)
+    for i in range(20):
+        book.update(f"S{i}", (-100 - i, f"S{i}"))  # S19 best, then S18, ...
+    assert book.members() == ["S19", "S18"]
+    pushed = len(book._rest)
+    for i in range(2, 18):  # everyone waiting gets worse, in an order unlike the old one
+        book.update(f"S{i}", (-(i * 7) % 23, f"S{i}"))
+    assert len(book._rest) == pushed, "a worse key was pushed"
+    assert book.update("S19", None) == (["S1"], ["S19"])
+    assert book.update("S18", None) == (["S0"], ["S18"])
+    # the heap's copies are all better than the keys now: the true best waiting must come up
+    waiting = sorted([(-101, "S1"), (-100, "S0")] + [(-(i * 7) % 23, f"S{i}") for i in range(2, 18)])
+    assert book.top() == waiting[:2]
+    book.update("S1", None)
+    book.update("S0", None)
+    assert book.top() == waiting[2:4]
+
+
 def test_constructor_checks():
     with pytest.raises(ValueError):
         TopBook(0)
