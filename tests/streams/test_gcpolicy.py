@@ -40,10 +40,13 @@ def test_cycles_made_after_tuning_are_still_collected(restore_gc):
 
 def test_the_batch_policy_freezes_every_n_ticks_and_unfreezes_at_the_end(restore_gc):
     gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
     with long_lived_state(every=3) as tick:
+        assert gc.get_threshold() == STREAMING_THRESHOLDS  # fewer young collections inside
         tick()
         tick()
         assert gc.get_freeze_count() == 0
         tick()
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == (700, 10, 10)  # restored
