@@ -900,13 +900,9 @@ def main(argv: Optional[list] = None) -> int:
         if rank.proc.wait(timeout=max(600, lines / 20)) != 0:
             raise BenchError(f"harmrank rank exited {rank.proc.returncode}")
         rank.stop()
-        raw = (tmp / "rank.out").read_bytes()
-        # stdout and stderr share the log: the JSON is the one line that starts with '['
-        expected = None
-        for line in raw.decode(errors="replace").splitlines():
-            if line.startswith("["):
-                expected = json.loads(line)
-            elif line.strip() and not line.startswith("line "):
+        expected = ranking_json(tmp / "rank.out")
+        for line in (tmp / "rank.out").read_text(errors="replace").splitlines():  # its summary, not the JSON
+            if line.strip() and not line.startswith(("[", "line ")):
                 say(f"  harmrank rank: {line.strip()}  ({time.monotonic() - t_rank:.1f} s)")
         if expected is None:
             raise BenchError(f"no JSON from harmrank rank:\n{tail(tmp / 'rank.out')}")
