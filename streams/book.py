@@ -42,7 +42,7 @@ class TopBook:
         self._members: set = set()  # their idents
         self._rest: list = []  # heap of the other held keys, with stale copies
         self._keys: dict = {}  # ident -> key of every held entry
-        self._floor = None  # truncated: the best key not held; only better keys are held
+        self._floor: Optional[tuple] = None  # truncated: the best key not held; only better keys are held
         self.truncated = False
         self.refills = 0
 
@@ -145,7 +145,9 @@ class TopBook:
             self._compact()
         if self.truncated and len(self._top) < self.n:
             old_members = {i for i in self._members if before.get(i, True)} | {i for i, was in before.items() if was}
-            self.rebuild(self._refill())
+            refill = self._refill
+            assert refill is not None  # a truncated book has one (checked in __init__)
+            self.rebuild(refill())
             before = {i: i in old_members for i in old_members | set(self._members)}
         members = self._members
         return ([i for i, was in before.items() if not was and i in members],
@@ -202,8 +204,10 @@ class TopBook:
 
     def _trim(self) -> None:
         """Over capacity: drop the worst waiting entries, halfway down to N so trims stay rare."""
+        capacity = self.capacity
+        assert capacity is not None  # only a bounded book is trimmed
         waiting = sorted(self._waiting())
-        keep = max(0, len(waiting) - (len(self._keys) - self.capacity) - (self.capacity - self.n) // 2)
+        keep = max(0, len(waiting) - (len(self._keys) - capacity) - (capacity - self.n) // 2)
         for key in waiting[keep:]:
             del self._keys[key[-1]]
         dropped = waiting[keep]

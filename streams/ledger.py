@@ -18,7 +18,7 @@ and recomputations.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Optional
+from typing import Any, Optional
 
 from schemas.events import US_PER_DAY, us_to_iso
 
@@ -89,8 +89,8 @@ class Ledger:
         # The suspects with an "ann:" key (at most N): derived from the store with the book, so that
         # flush() reads the store only for those it may have to announce or withdraw.
         self._announced: set = set()
-        self._xkey = (None, None)  # (hour, "x:<hour>") of the last expiry bucket written
-        self._clock_iso = (None, None)  # (as_of, "clock:<as_of>") last formatted
+        self._xkey: tuple = (None, None)  # (hour, "x:<hour>") of the last expiry bucket written
+        self._clock_iso: tuple = (None, None)  # (as_of, "clock:<as_of>") last formatted
 
     # -- reading -----------------------------------------------------------------
 
@@ -118,7 +118,7 @@ class Ledger:
         for key, _ in self.store.scan("ann:"):
             self._announced.add(key[4:])
             self._dirty.setdefault(key[4:], (WHY_DISPLACED, cause))
-        for suspect in self._book.members():
+        for suspect in self.book.members():
             self._dirty.setdefault(suspect, (WHY_DISPLACED, cause))
 
     def allegations(self, suspect: str) -> dict:
@@ -162,7 +162,7 @@ class Ledger:
                 self.advance(at)
                 clock = store.get("clock", 0)
             cutoff = clock - window_us
-            changes = []
+            changes: list = []
             while True:
                 if alleg is None or alleg[3] <= cutoff:  # None, or already outside the window
                     changes.append((crime_ref, None))
@@ -183,8 +183,8 @@ class Ledger:
         store = self.store
         key = "p:" + suspect
         rec = store.get(key)
-        allegations = None if rec is None else rec[_ALLEGATIONS]
-        before = _UNSET
+        allegations: Any = None if rec is None else rec[_ALLEGATIONS]
+        before: Any = _UNSET  # his standing before the first change, once there is one
         newest_gone = False  # his newest VAWG allegation was taken out: found again at the end
         for crime_ref, new in changes:
             old = None if allegations is None else allegations.get(crime_ref)
@@ -257,7 +257,8 @@ class Ledger:
         dirty = self._dirty
         dirty[suspect] = (why, cause)
         # rank_key(suspect, after), inline
-        entered, exited = self.book.update(suspect, (-after[0], -after[1], -after[2], suspect) if is_eligible
+        entered, exited = self.book.update(suspect, (-after[0], -after[1], -after[2], suspect)
+                                           if is_eligible and after is not None
                                            else None)
         if entered or exited:
             for other in entered + exited:
@@ -342,7 +343,7 @@ class Ledger:
         Compared against what was last announced (kept in the store), not against
         the previous state, so an update lost in a crash is announced on replay.
         """
-        out = []
+        out: list = []
         dirty = self._dirty
         if not dirty:
             return out
@@ -356,7 +357,7 @@ class Ledger:
             ann_key = "ann:" + suspect
             announced = store.get(ann_key)
             summary = self.summary(suspect)
-            now = list(summary) if member else None
+            now = list(summary) if member and summary is not None else None  # a member has a record
             if now == announced:
                 continue
             if now is None:
