@@ -1,0 +1,135 @@
+"""Benchmark of the local broker alone (not a test): one hop's latency as it holds more record batches.
+
+    python -m tests.bench.bench_broker [--steps 1000,10000,20000] [--rate 500] [--seconds 6]
+
+Starts a fresh tansu (as `harmrank broker` does), then for each step fills partition 0
+of topic ``held`` with single-record batches up to that many, and sends ``--rate``
+messages a second for ``--seconds`` (kafka-python, linger 0, one record a batch: what
+an upstream system publishing one report at a time sends) to three places in turn,
+each read at its tail by a consumer with a 10 ms fetch wait (the worker's setting for
+this broker):
+
+- partition 0 of ``held``, the partition that holds the batches;
+- partition 1 of ``held``, an empty partition of the same topic;
+- partition 0 of ``other``, another topic.
+
+It prints each hop's p50 / p99 (send to receive) and the broker's CPU share while it
+runs. The worker's stages write a few record batches per stage batch (envelopes and
+changelogs), so a worker that has run a while has the broker holding tens of thousands
+of them; this shows what that alone costs each hop on this broker. A Kafka broker finds
+an offset through a sparse index, so its fetch cost does not grow this way.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import warnings
+
+warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kafka(\..*)?")
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def pct(values: list, q: float) -> float:
+    return values[min(len(values) - 1, int(len(values) * q / 100))] if values else float("nan")
+
+
+def one_hop(bootstrap: str, broker_pid: int, topic: str, partition: int, rate: float, seconds: float,
+            producer) -> tuple[list, float]:
+    """Latencies (ms, sorted) of `rate` messages/s for `seconds` to one partition, and the broker's CPU share."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=10,
+                             enable_auto_commit=False)
+    tp = TopicPartition(topic, partition)
+    consumer.assign([tp])
+    consumer.seek_to_end(tp)
+    while consumer.poll(timeout_ms=300):  # tansu's end offsets are not the log end: read to the tail
+        pass
+    latencies: list = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            for records in consumer.poll(timeout_ms=50).values():
+                now = time.time()
+                for r in records:
+                    if r.value.startswith(b"L"):
+                        latencies.append((now - float(r.value[1:])) * 1000.0)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    cpu0, t0 = cpu_seconds(broker_pid), time.time()
+    i = 0
+    while time.time() - t0 < seconds:
+        ahead = t0 + i / rate - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
+        producer.send(topic, value=b"L%.6f" % time.time(), partition=partition)
+        i += 1
+    producer.flush()
+    time.sleep(1.0)
+    stop.set()
+    reader.join(5)
+    consumer.close()
+    share = (cpu_seconds(broker_pid) - cpu0) / (time.time() - t0)
+    latencies.sort()
+    if len(latencies) < i:
+        print(f"    ({i - len(latencies)} of {i} messages not read back within a second)", flush=True)
+    return latencies, share
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", default="1000,10000,20000",
+                    help="batches held in partition 0 of 'held' at each step (default 1000,10000,20000)")
+    ap.add_argument("--rate", type=float, default=500.0, help="messages/s of each hop's test (default 500)")
+    ap.add_argument("--seconds", type=float, default=6.0, help="length of each hop's test (default 6)")
+    args = ap.parse_args(argv)
+    steps = sorted(int(s) for s in args.steps.split(","))
+
+    from kafka import KafkaProducer
+
+    from agents.broker import LocalBroker, free_port
+
+    broker = LocalBroker(port=free_port()).start(timeout=15)
+    try:
+        fill = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, batch_size=1)  # a batch a record
+        live = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+        live.send("other", value=b"x", partition=0)
+        live.flush()
+        held = 0
+        print(f"tansu on {broker.bootstrap} (pid {broker.pid}); {args.rate:g} messages/s for {args.seconds:g} s a hop",
+              flush=True)
+        for target in steps:
+            while held < target:
+                fill.send("held", value=b"f" * 200, partition=0)
+                held += 1
+                if held % 1000 == 0:
+                    fill.flush()
+            fill.flush()
+            before = held
+            for topic, partition, label in (("held", 0, "the partition holding them"),
+                                            ("held", 1, "another partition, same topic"),
+                                            ("other", 0, "another topic")):
+                lat, share = one_hop(broker.bootstrap, broker.pid, topic, partition, args.rate, args.seconds, live)
+                if topic == "held" and partition == 0:
+                    held += len(lat)  # the test's own messages are single-record batches there too
+                print(f"{before:>7,} batches held: hop to {label:<31} p50 {pct(lat, 50):6.1f} ms  "
+                      f"p99 {pct(lat, 99):6.1f} ms  (n={len(lat)}); broker {share * 100:3.0f} % of a core", flush=True)
+        fill.close()
+        live.close()
+    finally:
+        broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
