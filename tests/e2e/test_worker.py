@@ -13,6 +13,9 @@ from collections import Counter
 
 import pytest
 
+from schemas.events import us_to_iso
+from schemas.harm_table import load_harm_table
+from streams.batch import rank_lines
 from streams.simulate import generate
 
 from .conftest import (
@@ -58,6 +61,21 @@ def test_stream_equals_batch(partitions, own_broker, workers, tmp_path):
 
     ranking = worker.wait_ranking_equals(expected, timeout=90)
     assert ranking["as_of"], ranking
+
+    # The ranker's clock reaches the newest event time even when the last event moves nobody
+    # (a ledger's clock alone is forwarded at most once a second, and a timer sends the last):
+    # one minor report on a new suspect, a minute after the feed.
+    newest = rank_lines(feed.read_bytes().splitlines(), load_harm_table(), clock_now=2**62).as_of
+    late = us_to_iso(newest + 60_000_000)
+    produce_raw(own_broker, [(b"CR-LAST", json.dumps({
+        "event_id": "e-last", "type": "report.recorded", "at": late, "crime_ref": "CR-LAST",
+        "offence_code": "008/06", "suspects": ["S-LAST"], "victims": [{"id": "V-LAST", "sex": "F"}]}).encode())])
+    deadline = time.monotonic() + 15
+    while ranking["as_of"] != late and time.monotonic() < deadline:
+        time.sleep(0.5)
+        ranking = worker.ranking()
+    assert ranking["as_of"] == late, (ranking["as_of"], late)
+    assert ranking["entries"] == expected
 
     # harm-ranking, replayed from the beginning: never more than 100 members, every exit
     # after an entry, no double entry, and it ends on exactly the batch top 100.
