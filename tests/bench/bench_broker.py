@@ -28,6 +28,8 @@ import threading
 import time
 import warnings
 
+from tests.bench.bench_stream import pct
+
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kafka(\..*)?")
 
 
@@ -37,52 +39,85 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def pct(values: list, q: float) -> float:
-    return values[min(len(values) - 1, int(len(values) * q / 100))] if values else float("nan")
+class HopProbe(threading.Thread):
+    """Sends `rate` small messages a second to one partition and times each one back (send to receive).
+
+    `samples` holds (send time, latency in ms) in arrival order. Its own producer
+    (kafka-python, linger 0: a record a batch) and a consumer at the partition's
+    tail with a 10 ms fetch wait, the worker's setting for this broker.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, partition: int = 0, rate: float = 10.0, producer=None):
+        super().__init__(name=f"hop-probe-{topic}-{partition}", daemon=True)
+        from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+        self.topic, self.partition, self.rate = topic, partition, rate
+        self._own_producer = producer is None
+        self.producer = producer or KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
+        self.consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=10,
+                                      enable_auto_commit=False)
+        tp = TopicPartition(topic, partition)
+        self.producer.send(topic, value=b"x", partition=partition)  # the topic exists before we read it
+        self.producer.flush()
+        self.consumer.assign([tp])
+        self.consumer.seek_to_end(tp)
+        while self.consumer.poll(timeout_ms=300):  # tansu's end offsets are not the log end: read to the tail
+            pass
+        self.samples: list = []
+        self.sent = 0
+        self.stopping = threading.Event()  # stop sending
+        self._done = threading.Event()  # stop reading
+        self._reader = threading.Thread(target=self._read, daemon=True)
+
+    def _read(self) -> None:
+        while not self._done.is_set():
+            for records in self.consumer.poll(timeout_ms=50).values():
+                now = time.time()
+                for r in records:
+                    if r.value.startswith(b"L"):
+                        sent = float(r.value[1:])
+                        self.samples.append((sent, (now - sent) * 1000.0))
+
+    def run(self) -> None:
+        self._reader.start()
+        t0 = time.time()
+        while not self.stopping.is_set():
+            ahead = t0 + self.sent / self.rate - time.time()
+            if ahead > 0:
+                time.sleep(min(ahead, 0.2))
+                continue
+            self.producer.send(self.topic, value=b"L%.6f" % time.time(), partition=self.partition)
+            self.sent += 1
+
+    def stop(self, drain: float = 1.0) -> None:
+        """Stop sending, wait `drain` s for the last ones to come back, close."""
+        self.stopping.set()
+        self.join(5)
+        self.producer.flush()
+        time.sleep(drain)
+        self._done.set()
+        self._reader.join(5)
+        self.consumer.close()
+        if self._own_producer:
+            self.producer.close()
+
+    def latencies(self, since: float = 0.0, until: float = float("inf")) -> list:
+        """The latencies (ms, sorted) of the messages sent in [since, until)."""
+        return sorted(lat for sent, lat in self.samples if since <= sent < until)
 
 
 def one_hop(bootstrap: str, broker_pid: int, topic: str, partition: int, rate: float, seconds: float,
             producer) -> tuple[list, float]:
     """Latencies (ms, sorted) of `rate` messages/s for `seconds` to one partition, and the broker's CPU share."""
-    from kafka import KafkaConsumer, TopicPartition
-
-    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=10,
-                             enable_auto_commit=False)
-    tp = TopicPartition(topic, partition)
-    consumer.assign([tp])
-    consumer.seek_to_end(tp)
-    while consumer.poll(timeout_ms=300):  # tansu's end offsets are not the log end: read to the tail
-        pass
-    latencies: list = []
-    stop = threading.Event()
-
-    def read() -> None:
-        while not stop.is_set():
-            for records in consumer.poll(timeout_ms=50).values():
-                now = time.time()
-                for r in records:
-                    if r.value.startswith(b"L"):
-                        latencies.append((now - float(r.value[1:])) * 1000.0)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    probe = HopProbe(bootstrap, topic, partition, rate, producer)
     cpu0, t0 = cpu_seconds(broker_pid), time.time()
-    i = 0
-    while time.time() - t0 < seconds:
-        ahead = t0 + i / rate - time.time()
-        if ahead > 0:
-            time.sleep(ahead)
-        producer.send(topic, value=b"L%.6f" % time.time(), partition=partition)
-        i += 1
-    producer.flush()
-    time.sleep(1.0)
-    stop.set()
-    reader.join(5)
-    consumer.close()
+    probe.start()
+    time.sleep(seconds)
+    probe.stop()
     share = (cpu_seconds(broker_pid) - cpu0) / (time.time() - t0)
-    latencies.sort()
-    if len(latencies) < i:
-        print(f"    ({i - len(latencies)} of {i} messages not read back within a second)", flush=True)
+    latencies = probe.latencies()
+    if len(latencies) < probe.sent:
+        print(f"    ({probe.sent - len(latencies)} of {probe.sent} messages not read back within a second)", flush=True)
     return latencies, share
 
 
@@ -103,8 +138,6 @@ def main(argv=None) -> int:
     try:
         fill = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0, batch_size=1)  # a batch a record
         live = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
-        live.send("other", value=b"x", partition=0)
-        live.flush()
         held = 0
         print(f"tansu on {broker.bootstrap} (pid {broker.pid}); {args.rate:g} messages/s for {args.seconds:g} s a hop",
               flush=True)

@@ -631,9 +631,15 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
         raise BenchError(f"harm-ranking listener failed: {listener.error!r}")
     say(f"  harm-ranking listener caught up ({listener.skipped} earlier output events skipped)")
 
+    from tests.bench.bench_broker import HopProbe
+
     meter = CpuMeter([worker.child.pid, broker.pid])
     sampler = MetricsSampler(worker)
     sampler.start()
+    # The bare broker hop meanwhile (10 messages/s on a topic of its own): what one hop costs
+    # on this broker at that moment, with everything the run has left in it (README).
+    hop = HopProbe(broker.bootstrap, "bench-hop-probe", 0, rate=10.0)
+    hop.start()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=0,
                              max_request_size=4 * 1024 * 1024, client_id="bench-latency")
     sent: dict[str, float] = {}
@@ -658,6 +664,12 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
     t_sent = time.time()
     achieved = len(msgs) / (t_sent - t0) if t_sent > t0 else float("nan")
     say(f"  sent {len(msgs)} events in {t_sent - t0:.1f} s ({achieved:.0f}/s; {late} sends behind schedule)")
+    hop.stop()
+    third = (t_sent - t0) / 3
+    for label, lo, hi in (("first", t0, t0 + third), ("last", t_sent - third, t_sent)):
+        h = hop.latencies(lo, hi)
+        say(f"  bare broker hop (bench-hop-probe, 10/s), {label} third of the feed: p50 {pct(h, 50):.1f} ms, "
+            f"p99 {pct(h, 99):.1f} ms ({len(h)} messages)")
 
     target = consumed_before + count_nonblank(feed_path)
     t_done, n = worker.wait_consumed(target, stall=120, cap=300 + len(msgs) / 50, label="latency feed")
