@@ -63,8 +63,8 @@ def test_stream_equals_batch(partitions, own_broker, workers, tmp_path):
     assert ranking["as_of"], ranking
 
     # The ranker's clock reaches the newest event time even when the last event moves nobody
-    # (a ledger's clock alone is forwarded at most once a second, and a timer sends the last):
-    # one minor report on a new suspect, a minute after the feed.
+    # (the ledger sends its clock on with no candidate update): one minor report on a new
+    # suspect, a minute after the feed.
     newest = rank_lines(feed.read_bytes().splitlines(), load_harm_table(), clock_now=2**62).as_of
     late = us_to_iso(newest + 60_000_000)
     produce_raw(own_broker, [(b"CR-LAST", json.dumps({
