@@ -181,7 +181,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             print(f"harmrank demo: {exc}", file=sys.stderr)
             return 1
         env = dict(os.environ, HARMRANK_BROKER=broker.url, HARMRANK_DATA_DIR=data_dir, HARMRANK_CLOCK="wall",
-                   HARMRANK_API_TOKEN=token, HARMRANK_WEB_PORT=str(web_port), HARMRANK_TICK_SECONDS="5")
+                   HARMRANK_API_TOKEN=token, HARMRANK_WEB_PORT=str(web_port), HARMRANK_TICK_SECONDS="5",
+                   # Fewer, larger batches: the local broker slows with every record batch it holds
+                   # (README), and a quarter of a second a hop does not show on a screen.
+                   HARMRANK_BATCH_WINDOW_MS=os.environ.get("HARMRANK_BATCH_WINDOW_MS", "250"))
         log = open(os.path.join(data_dir, "worker.log"), "wb")
         worker = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], env=env, stdout=log,
                                   stderr=subprocess.STDOUT, start_new_session=True)

@@ -70,7 +70,8 @@ class IntakeReader(Service):
     """
 
     def __init__(self, *, topic: str, group_id: str, bootstrap_servers: list[str], handle: Handler,
-                 fetch_max_wait_ms: int = 500, max_records: int = MAX_RECORDS, **kwargs: Any):
+                 fetch_max_wait_ms: int = 500, max_records: int = MAX_RECORDS, window_s: float = 0.0,
+                 **kwargs: Any):
         super().__init__(**kwargs)
         self.topic = topic
         self.group_id = group_id
@@ -78,6 +79,7 @@ class IntakeReader(Service):
         self.handle = handle
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.max_records = max_records
+        self.window_s = window_s  # once records are there, gather more for this long (one batch, not several)
         self.busy = asyncio.Lock()
         self.consumer: Optional[AIOKafkaConsumer] = None
         self.processed: dict[int, int] = {}  # partition -> last offset handed on (for the lag)
@@ -129,6 +131,8 @@ class IntakeReader(Service):
         assert consumer is not None
         while not self.should_stop:
             batch = await consumer.getmany(timeout_ms=IDLE_WAIT_MS, max_records=self.max_records)
+            if batch and self.window_s > 0:
+                await self._gather(batch)
             if not batch:
                 if self.uncommitted and time.monotonic() - self.committed_at >= COMMIT_SECONDS:
                     async with self.busy:
@@ -154,6 +158,21 @@ class IntakeReader(Service):
                         await self.commit()
             if failed:
                 await asyncio.sleep(RETRY_SECONDS)
+
+    async def _gather(self, batch: dict) -> None:
+        """Add to `batch` what arrives within the window (in each partition's order), up to max_records."""
+        consumer = self.consumer
+        assert consumer is not None
+        deadline = time.monotonic() + self.window_s
+        count = sum(len(recs) for recs in batch.values())
+        while count < self.max_records:
+            left_ms = int((deadline - time.monotonic()) * 1000)
+            if left_ms <= 0:
+                break
+            more = await consumer.getmany(timeout_ms=left_ms, max_records=self.max_records - count)
+            for tp, recs in more.items():
+                batch.setdefault(tp, []).extend(recs)
+                count += len(recs)
 
     def _passed_on(self, batch: dict) -> None:
         for tp, recs in batch.items():

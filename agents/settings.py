@@ -29,6 +29,7 @@ class Settings:
     api_token: Optional[str] = None
     partitions: int = 4
     tick_seconds: float = 10.0  # how often the wall clock ticks
+    batch_window_ms: float = 10.0  # how long a stage gathers a batch once its first message is there
     input_topic: str = "crime-reports"
     output_topic: str = "harm-ranking"
     dlq_topic: str = "crime-reports.dlq"
@@ -72,7 +73,7 @@ class Settings:
 
 _POSITIVE_INT = {"top_n", "window_days", "min_allegations", "partitions"}
 _PORT = {"web_port"}
-_POSITIVE_FLOAT = {"tick_seconds"}
+_POSITIVE_FLOAT = {"tick_seconds", "batch_window_ms"}
 _OPTIONAL_STR = {"harm_table", "api_token"}
 _NONEMPTY_STR = {"broker", "data_dir", "web_host", "input_topic", "output_topic", "dlq_topic"}
 
@@ -170,6 +171,9 @@ _HELP = {
     "api_token": "bearer token for /ranking and /suspects (env HARMRANK_API_TOKEN)",
     "partitions": "partitions of the input topic when created (env HARMRANK_PARTITIONS; default 4)",
     "tick_seconds": "wall clock tick interval in seconds (env HARMRANK_TICK_SECONDS; default 10)",
+    "batch_window_ms": "how long each stage gathers a batch once a message is there, in ms: longer means fewer, "
+                       "larger batches on the broker and more latency per hop (env HARMRANK_BATCH_WINDOW_MS; "
+                       "default 10)",
     "input_topic": "input topic (env HARMRANK_INPUT_TOPIC; default crime-reports)",
     "output_topic": "output topic (env HARMRANK_OUTPUT_TOPIC; default harm-ranking)",
     "dlq_topic": "dead-letter topic (env HARMRANK_DLQ_TOPIC; default crime-reports.dlq)",

@@ -53,7 +53,6 @@ LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
 BATCH = 2000
 ENVELOPE_ITEMS = 1000  # facts per envelope: keeps a message far below the broker's 1 MiB request limit
-WITHIN = 0.01  # seconds a stage waits to fill a batch once an event is there: bounds the latency each hop adds
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
 TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
 BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
@@ -312,13 +311,16 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             max(0.0, time.time() - (last / 1000 if last and last > 0 else time.time())))
 
     fetch_wait = tansu_fetch.current_wait_ms() if tansu_fetch.is_installed() else 500
+    # How long a stage gathers a batch once an event is there: bounds the latency each hop adds,
+    # and sets how many record batches (envelopes, changelogs) the broker is sent a second.
+    within = settings.batch_window_ms / 1000.0
 
     @app.service
     class Intake(IntakeReader):
         def __init__(self, **kwargs):
             super().__init__(topic=settings.input_topic, group_id=f"{app.conf.id}-intake",
                              bootstrap_servers=settings.bootstrap_servers, handle=intake,
-                             fetch_max_wait_ms=fetch_wait, **kwargs)
+                             fetch_max_wait_ms=fetch_wait, window_s=within, **kwargs)
             rt.intake = self
 
     def reparse(item: dict):
@@ -338,7 +340,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     @app.agent(register_topic)
     async def register(stream):
         pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=WITHIN):
+        async for events in stream.noack_take(BATCH, within=within):
             outbox, stores, newest_t0 = Outbox(), [], 0.0
             for partition, group in by_partition(events).items():
                 store = PartitionStore(register_table, partition)
@@ -377,7 +379,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     @app.agent(identity_topic)
     async def identity(stream):
         pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=WITHIN):
+        async for events in stream.noack_take(BATCH, within=within):
             store = PartitionStore(identity_table, 0)
             ident = Identity(store)
             outbox, newest = Outbox(), None
@@ -411,7 +413,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     @app.agent(ledger_topic)
     async def ledger(stream):
         pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=WITHIN):
+        async for events in stream.noack_take(BATCH, within=within):
             outbox, touched, newest_t0 = Outbox(), [], 0.0
             try:
                 for partition, group in by_partition(events).items():
@@ -451,7 +453,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     @app.agent(candidates_topic)
     async def ranker(stream):
         pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=WITHIN):
+        async for events in stream.noack_take(BATCH, within=within):
             rk = the_ranker()
             try:
                 t0 = apply_envelopes(rk.store, events, candidate_update_from_json, rk.apply_many, rk.advance)

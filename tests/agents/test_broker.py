@@ -24,16 +24,18 @@ def test_settings_defaults():
     assert s.broker == "kafka://127.0.0.1:9092"
     assert (s.top_n, s.window_days, s.min_allegations, s.partitions) == (100, 365, 2, 4)
     assert s.clock == "wall" and s.web_port == 6066 and s.harm_table is None and s.api_token is None
-    assert s.tick_seconds == 10.0
+    assert s.tick_seconds == 10.0 and s.batch_window_ms == 10.0
     assert (s.input_topic, s.output_topic, s.dlq_topic) == ("crime-reports", "harm-ranking", "crime-reports.dlq")
 
 
 def test_settings_env_and_overrides():
     env = {"HARMRANK_TOP_N": "10", "HARMRANK_CLOCK": "event", "HARMRANK_BROKER": "kafka://b:1",
-           "HARMRANK_TICK_SECONDS": "0.5", "HARMRANK_API_TOKEN": "sekrit", "HARMRANK_WEB_PORT": "8080"}
+           "HARMRANK_TICK_SECONDS": "0.5", "HARMRANK_API_TOKEN": "sekrit", "HARMRANK_WEB_PORT": "8080",
+           "HARMRANK_BATCH_WINDOW_MS": "250"}
     s = Settings.from_env(env, top_n=None, broker="kafka://c:2")
     assert s.top_n == 10 and s.clock == "event" and s.broker == "kafka://c:2"
     assert s.tick_seconds == 0.5 and s.api_token == "sekrit" and s.web_port == 8080
+    assert s.batch_window_ms == 250.0
     assert Settings.from_env(env, top_n="7").top_n == 7
 
 
@@ -43,6 +45,7 @@ def test_settings_env_and_overrides():
     ("HARMRANK_CLOCK", "moon", "HARMRANK_CLOCK must be 'wall' or 'event', got 'moon'"),
     ("HARMRANK_WEB_PORT", "70000", "HARMRANK_WEB_PORT must be a port number"),
     ("HARMRANK_TICK_SECONDS", "-1", "HARMRANK_TICK_SECONDS must be a positive number"),
+    ("HARMRANK_BATCH_WINDOW_MS", "0", "HARMRANK_BATCH_WINDOW_MS must be a positive number"),
     ("HARMRANK_BROKER", "kafka://", "no broker address"),
 ])
 def test_settings_bad_env(var, value, message):

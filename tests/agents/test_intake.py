@@ -145,3 +145,44 @@ def test_lag_is_none_before_the_reader_started(broker):
     reader = IntakeReader(topic="never-started", group_id="g", bootstrap_servers=[broker.bootstrap],
                           handle=None)  # type: ignore[arg-type]
     assert reader.lag() is None
+
+
+def test_a_window_gathers_what_arrives_meanwhile_into_one_batch(broker, fresh_topics):
+    """With `window_s`, records sent one at a time a few ms apart are handed on in few batches, in order."""
+    topic, group = fresh_topics("input"), fresh_topics("group")
+    _make_topic(broker.bootstrap, topic, 2, 0)
+    seen: list = []
+    batches: list = []
+
+    async def handle(records):
+        batches.append(len(records))
+        seen.extend(records)
+
+    def trickle():
+        producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
+        for i in range(40):  # 40 records, 5 ms apart: 0.2 s
+            producer.send(topic, value=f"{i}".encode(), partition=i % 2)
+            producer.flush()
+            time.sleep(0.005)
+        producer.close()
+
+    reader = IntakeReader(topic=topic, group_id=group, bootstrap_servers=[broker.bootstrap], handle=handle,
+                          fetch_max_wait_ms=10, window_s=0.5)
+
+    async def main():
+        await reader.start()
+        try:
+            deadline = time.monotonic() + 30
+            while not reader.consumer.assignment() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await asyncio.get_running_loop().run_in_executor(None, trickle)
+            while len(seen) < 40 and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+        finally:
+            await reader.stop()
+
+    asyncio.run(main())
+    assert len(seen) == 40
+    assert len(batches) <= 2, batches  # 0.2 s of records, a 0.5 s window: one batch (two if it straddles)
+    for partition, offsets in _by_partition(seen).items():
+        assert offsets == list(range(20)), f"partition {partition} out of order or with gaps"

@@ -1126,12 +1126,17 @@ def main(argv: Optional[list] = None) -> int:
             say(f"harmrank publish: {summary['publish_rate']:.0f} events/s")
         if "naive" in summary:
             nd, nv, nt = summary["naive_defaults"], summary["naive"], summary["ceiling"]
+            # The worker's rate is the one to the ranking equal to the batch's: consuming the input
+            # is only its first hop (the naive agents have no other).
+            ours = summary["e2e_rank"] if equal else summary["e2e"]
+            say(f"harmrank, for the ratios: {ours:.0f} events/s "
+                + ("(to ranking equal)" if equal else "(to all consumed: the ranking was never equal)"))
             say(f"naive Faust agent, one table write per event, Faust's defaults: {nd['rate']:.0f} events/s  -> "
-                f"harmrank is {summary['e2e'] / nd['rate']:.1f} times the baseline")
+                f"harmrank is {ours / nd['rate']:.1f} times the baseline")
             say(f"the same naive agent with the worker's tuning knobs: {nv['rate']:.0f} events/s  -> harmrank is "
-                f"{summary['e2e'] / nv['rate']:.1f} times that")
+                f"{ours / nv['rate']:.1f} times that")
             say(f"Faust consume-only ceiling: {nt['rate']:.0f} events/s  -> harmrank is "
-                f"{summary['e2e'] / nt['rate']:.2f} times the ceiling")
+                f"{ours / nt['rate']:.2f} times the ceiling")
         if "naive" in summary:
             say(f"CPU per event (independent of other load): harmrank worker {summary['cpu_per_event']:.2f} ms, "
                 f"naive {summary['naive_defaults']['cpu_per_event']:.2f} ms (Faust's defaults), "

@@ -10,7 +10,7 @@ it bounds from below what any worker of this shape can reach here.
 - Hop 1 is the worker's own `IntakeReader` (aiokafka batches): each batch goes
   on as one envelope per source partition.
 - Hops 2 to 4 are Faust agents with the worker's batching
-  (`noack_take(BATCH, within=WITHIN)`). Each batch's items go on as one
+  (`noack_take(BATCH, within=...)`, the window of `HARMRANK_BATCH_WINDOW_MS`). Each batch's items go on as one
   envelope per destination partition, and the agent waits for the broker's
   acknowledgement before it acks its input.
 - With `--hops aiokafka`, hops 2 to 4 are batch readers like hop 1 instead, to
@@ -51,7 +51,10 @@ def main(argv=None) -> int:
 
     from agents import codec, faust_drain, tansu_fetch, tansu_offsets
     from agents.intake import IntakeReader
-    from agents.topology import BATCH, WITHIN
+    from agents.settings import Settings
+    from agents.topology import BATCH
+
+    within = Settings.from_env().batch_window_ms / 1000.0  # as the worker: HARMRANK_BATCH_WINDOW_MS
 
     servers = [args.broker.split("://", 1)[-1]]
     app = faust.App(
@@ -87,11 +90,12 @@ def main(argv=None) -> int:
     class Intake(IntakeReader):
         def __init__(self, **kwargs):
             super().__init__(topic=in_topic, group_id=f"bench-floor-{args.hops}-intake", bootstrap_servers=servers,
-                             handle=intake, fetch_max_wait_ms=tansu_fetch.current_wait_ms(), **kwargs)
+                             handle=intake, fetch_max_wait_ms=tansu_fetch.current_wait_ms(), window_s=within,
+                             **kwargs)
 
     def hop(src, dst, dst_n: int) -> None:
         async def forward(stream):
-            async for events in stream.noack_take(BATCH, within=WITHIN):
+            async for events in stream.noack_take(BATCH, within=within):
                 groups: dict = {}
                 for e in events:
                     groups.setdefault(e.message.partition, []).extend(codec.loads(e.message.value))
