@@ -56,16 +56,23 @@ def _by_partition(records) -> dict:
     return out
 
 
+class Recorder:
+    """A `handle` that keeps every record handed on and the size of each batch."""
+
+    def __init__(self):
+        self.seen: list = []
+        self.batches: list = []
+
+    async def __call__(self, records) -> None:
+        self.batches.append(len(records))
+        self.seen.extend(records)
+
+
 def test_every_record_is_handed_on_in_partition_order_and_committed(broker, fresh_topics):
     topic, group = fresh_topics("input"), fresh_topics("group")
     _make_topic(broker.bootstrap, topic, 2, 300)
-    seen: list = []
-    batches: list = []
-
-    async def handle(records):
-        batches.append(len(records))
-        seen.extend(records)
-
+    handle = Recorder()
+    seen, batches = handle.seen, handle.batches
     reader = IntakeReader(topic=topic, group_id=group, bootstrap_servers=[broker.bootstrap], handle=handle,
                           fetch_max_wait_ms=10, max_records=64)
 
@@ -151,12 +158,8 @@ def test_a_window_gathers_what_arrives_meanwhile_into_one_batch(broker, fresh_to
     """With `window_s`, records sent one at a time a few ms apart are handed on in few batches, in order."""
     topic, group = fresh_topics("input"), fresh_topics("group")
     _make_topic(broker.bootstrap, topic, 2, 0)
-    seen: list = []
-    batches: list = []
-
-    async def handle(records):
-        batches.append(len(records))
-        seen.extend(records)
+    handle = Recorder()
+    seen, batches = handle.seen, handle.batches
 
     def trickle():
         producer = KafkaProducer(bootstrap_servers=broker.bootstrap, linger_ms=0)
