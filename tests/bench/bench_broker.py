@@ -22,21 +22,14 @@ an offset through a sparse index, so its fetch cost does not grow this way.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import threading
 import time
 import warnings
 
-from tests.bench.bench_stream import pct
+from tests.bench.bench_stream import pct, proc_status
 
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"kafka(\..*)?")
-
-
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class HopProbe(threading.Thread):
@@ -110,11 +103,11 @@ def one_hop(bootstrap: str, broker_pid: int, topic: str, partition: int, rate: f
             producer) -> tuple[list, float]:
     """Latencies (ms, sorted) of `rate` messages/s for `seconds` to one partition, and the broker's CPU share."""
     probe = HopProbe(bootstrap, topic, partition, rate, producer)
-    cpu0, t0 = cpu_seconds(broker_pid), time.time()
+    cpu0, t0 = proc_status(broker_pid)["cpu"], time.time()
     probe.start()
     time.sleep(seconds)
     probe.stop()
-    share = (cpu_seconds(broker_pid) - cpu0) / (time.time() - t0)
+    share = (proc_status(broker_pid)["cpu"] - cpu0) / (time.time() - t0)
     latencies = probe.latencies()
     if len(latencies) < probe.sent:
         print(f"    ({probe.sent - len(latencies)} of {probe.sent} messages not read back within a second)", flush=True)
