@@ -6,13 +6,13 @@ one machine: 0.13 ms per message for a Faust agent that only counts, against
 0.01 ms to validate an event and 0.002 ms per record for `getmany`). The input
 topic is the only one with a message per event (every later stage speaks in
 one envelope per partition per batch), so it is the only one read this way:
-the register, identity, ledger and ranker stay Faust agents over Faust tables.
+the register, ledger and ranker stay Faust agents over Faust tables.
 
 The reader is a member of its own consumer group, `<app id>-intake`, so
 several workers share the input partitions like any Kafka consumers. It is
 at-least-once: a batch's envelopes are sent and acknowledged by the broker
 before its offsets are committed, so a crash re-sends the batch and loses
-nothing; the register and identity stages drop the re-sent events by event_id.
+nothing; the register drops the re-sent events by event_id.
 A rebalance waits for the batch in hand to be sent and committed before the
 partitions move.
 """

@@ -1,16 +1,16 @@
 """The streaming topology: the core's stages wired to Kafka topics and RocksDB tables.
 
-    crime-reports ─intake─▶ harmrank-register (by crime_ref) ─register─▶ harmrank-ledger (by suspect)
-                     │               ▲ aliases, to every partition          │ ledger: local top N
-                     └─▶ harmrank-identity (1 partition) ─identity─┘        ▼
-    harm-ranking ◀─ranker─ harmrank-candidates (1 partition) ◀──────────────┘
+    crime-reports ─intake─▶ harmrank-register (by crime_ref; ─register─▶ harmrank-ledger (by suspect)
+                            merges to every partition)                  │ ledger: local top N
+                                                                        ▼
+    harm-ranking ◀─ranker─ harmrank-candidates (1 partition) ◀──────────┘
 
 Faust pays a fixed price for every message a stream hands an agent, so no
 topic after the input speaks in one Kafka message per fact: each stage sends,
 per batch, one envelope per destination partition holding all the facts for it
 (the partition chosen by a stable hash of crime_ref or suspect id). The input
 topic itself is read in bulk by the intake's batch consumer (`agents/intake.py`);
-the register, identity, ledger and ranker are Faust agents over Faust tables.
+the register, ledger and ranker are Faust agents over Faust tables.
 
 Every stage works a batch against a write-back cache over its table
 partition, sends its envelopes and waits for the broker's acknowledgement,
@@ -33,9 +33,8 @@ import faust
 from schemas.events import US_PER_SECOND, SuspectsMerged, event_from_row, event_to_row
 from schemas.harm_table import HarmTable
 from schemas.validate import Rejected, dead_letter, validate
-from streams.identity import Identity
 from streams.ledger import Ledger
-from streams.messages import (Alias, allegation_update_from_json, allegation_update_to_json,
+from streams.messages import (allegation_update_from_json, allegation_update_to_json,
                               candidate_update_from_json, candidate_update_to_json)
 from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
@@ -48,7 +47,6 @@ from .settings import Settings
 log = logging.getLogger("harmrank")
 
 REGISTER_TOPIC = "harmrank-register"
-IDENTITY_TOPIC = "harmrank-identity"
 LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
 BATCH = 2000
@@ -193,7 +191,6 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         return app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw", internal=internal)
 
     register_topic = topic(REGISTER_TOPIC, partitions)
-    identity_topic = topic(IDENTITY_TOPIC, 1)
     ledger_topic = topic(LEDGER_TOPIC, partitions)
     candidates_topic = topic(CANDIDATES_TOPIC, 1)
     output_topic = topic(settings.output_topic, 1, internal=False)
@@ -204,7 +201,6 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                          options=dict(ROCKSDB_OPTIONS))  # a copy: Faust's store pops from it
 
     register_table = table("register", partitions)
-    identity_table = table("identity", 1)
     ledger_table = table("ledger", partitions)
     ranker_table = table("ranker", 1)
 
@@ -285,7 +281,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     # -- intake: validate, route -----------------------------------------------------------
 
     async def intake(records: list) -> None:
-        """Validate a batch of input records and route each event to its register (or identity) partition."""
+        """Validate a batch of input records and route each event to its register partition (a merge to all)."""
         outbox = Outbox()
         now = now_us()
         for msg in records:
@@ -302,7 +298,10 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             item = {"ev": event_to_row(result), "raw": value.decode(), "src": src}
             t0 = msg.timestamp / 1000 if msg.timestamp and msg.timestamp > 0 else time.time()
             if isinstance(result, SuspectsMerged):
-                outbox.add(identity_topic, 0, item, t0)
+                # Every register partition keeps the alias forest and applies each merge between
+                # the crime events around it, in input order (see streams/register.py).
+                for p in range(partitions):
+                    outbox.add(register_topic, p, item, t0)
             else:
                 outbox.add(register_topic, partition_for(result.crime_ref, partitions), item, t0)
         await send_all(outbox)
@@ -350,18 +349,17 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                 for _, body, item in items_of(unapplied(store, group)):
                     t0 = body.get("t0", 0.0)
                     newest_t0 = max(newest_t0, t0)
-                    if "alias" in item:
-                        alias = Alias(*item["alias"])
-                        updates = reg.apply_alias(alias)
-                        at = alias.at
-                    else:
-                        event = reparse(item)
-                        outcome = reg.apply(event)
-                        if outcome.status != ACCEPTED:
+                    event = reparse(item)
+                    outcome = reg.apply(event)
+                    # A merge reaches every partition, and each decides it alike: partition 0 speaks for it.
+                    speaks = partition == 0 or event.__class__ is not SuspectsMerged
+                    if outcome.status != ACCEPTED:
+                        if speaks:
                             rejected(outbox, event, outcome, item)
-                            continue
+                        continue
+                    if speaks:
                         metrics.consumed(event.type, "accepted").inc()
-                        updates, at = outcome.updates, event.at
+                    updates, at = outcome.updates, event.at
                     newest = at if newest is None else max(newest, at)
                     for u in updates:
                         outbox.add(ledger_topic, partition_for(u.suspect, partitions),
@@ -373,31 +371,6 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             await send_with_tick(outbox)
             await pipe.write(stores, events)
             _observe("register", newest_t0)
-
-    # -- identity: merges, one partition ----------------------------------------------------
-
-    @app.agent(identity_topic)
-    async def identity(stream):
-        pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=within):
-            store = PartitionStore(identity_table, 0)
-            ident = Identity(store)
-            outbox, newest = Outbox(), None
-            for _, body, item in items_of(unapplied(store, events)):
-                event = reparse(item)
-                outcome = ident.apply(event)
-                if outcome.status != ACCEPTED:
-                    rejected(outbox, event, outcome, item)
-                    continue
-                metrics.consumed(event.type, "accepted").inc()
-                for alias in outcome.updates:
-                    for p in range(partitions):
-                        outbox.add(register_topic, p, {"alias": list(alias)}, body.get("t0", 0.0))
-                    newest = alias.at if newest is None else max(newest, alias.at)
-            if newest is not None:
-                tick_all_ledgers(outbox, newest)
-            await send_all(outbox)
-            await pipe.write([store], events)
 
     # -- ledger: suspects, by suspect ------------------------------------------------------
 
@@ -500,8 +473,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         if ticks.pending is not None:
             await send_with_tick(Outbox(), force=True)
 
-    stage_of = {REGISTER_TOPIC: "register", IDENTITY_TOPIC: "register",
-                LEDGER_TOPIC: "ledger", CANDIDATES_TOPIC: "ranker"}
+    stage_of = {REGISTER_TOPIC: "register", LEDGER_TOPIC: "ledger", CANDIDATES_TOPIC: "ranker"}
 
     @app.timer(interval=5.0)
     async def lag():

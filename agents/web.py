@@ -46,11 +46,13 @@ def ranking_body(rt: Runtime) -> dict:
 
 
 def _canonical(app, suspect_id: str) -> str:
-    """The id his record lives under now (merges), as far as this worker's identity table knows."""
-    identity_table = app.tables["identity"]
-    if 0 not in identity_table.data._dbs:
-        return suspect_id
-    return resolve(PartitionStore(identity_table, 0), suspect_id)
+    """The id his record lives under now (merges), from any register partition this worker holds.
+
+    Every register partition keeps the whole alias forest (streams/register.py).
+    """
+    register_table = app.tables["register"]
+    held = list(register_table.data._dbs)
+    return resolve(PartitionStore(register_table, held[0]), suspect_id) if held else suspect_id
 
 
 async def _remote_rank(app, view: web.View, request: web.Request, suspect_id: str) -> Optional[int]:

@@ -42,7 +42,7 @@ class AllegationUpdate(NamedTuple):
 
 
 class Alias(NamedTuple):
-    """Identity -> register: canonical `src` is now the same person as canonical `into`."""
+    """A merge as the register applies it: canonical `src` is now the same person as canonical `into`."""
 
     src: str
     into: str

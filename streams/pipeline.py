@@ -1,4 +1,4 @@
-"""The whole topology in one process: identity, register, ledger and ranker wired directly.
+"""The whole topology in one process: register, ledger and ranker wired directly.
 
 This is what `harmrank rank` runs, and what the tests drive with simulated time
 (the TopologyTestDriver idea): the same stage classes the streaming worker runs
@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from schemas.events import SuspectsMerged
-
-from .identity import Identity
 from .ledger import Ledger
 from .ranker import Ranker
 from .register import ACCEPTED, Outcome, Register
@@ -21,7 +18,6 @@ from .store import DictStore
 class Pipeline:
     def __init__(self, harm_table, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
                  book_capacity: Optional[int] = None):
-        self.identity = Identity(DictStore())
         self.register = Register(DictStore(), harm_table)
         self.ledger = Ledger(DictStore(), top_n, window_days, min_allegations, book_capacity)
         self.ranker = Ranker(DictStore(), top_n)
@@ -32,13 +28,7 @@ class Pipeline:
 
     def apply(self, event) -> Outcome:
         """Apply one validated input event; returns what became of it."""
-        if isinstance(event, SuspectsMerged):
-            outcome = self.identity.apply(event)
-            if outcome.status == ACCEPTED:
-                updates = [u for alias in outcome.updates for u in self.register.apply_alias(alias)]
-                outcome = outcome._replace(updates=updates)
-        else:
-            outcome = self.register.apply(event)
+        outcome = self.register.apply(event)
         if outcome.status == ACCEPTED:
             self.advance(event.at)
             self.ledger.apply_many(outcome.updates)

@@ -1,22 +1,28 @@
 """The crime register: reports, their offence, suspects and victims (one partition by crime_ref).
 
-It applies the crime events of SPEC §2 in arrival order, decides the stateful
-rejections (unknown, cancelled or already recorded crime_ref), drops re-sent
-events (by event_id, per report), and says for every allegation it touches what that allegation now is.
-Suspect ids on a report are kept canonical: when the identity stage announces a
-merge, the register rewrites its reports and moves their allegations.
+It applies the events of SPEC §2 in arrival order, decides the stateful
+rejections (unknown, cancelled or already recorded crime_ref, self-merge), drops
+re-sent events (by event_id, per report; merges by their own id), and says for
+every allegation it touches what that allegation now is.
+
+Suspect ids on a report are kept canonical. Every partition sees every merge,
+in the order of the input, between the crime events around it, and keeps the
+whole alias forest: so an event that names an old id after a merge resolves it
+to the merged record whichever partition it lands in, exactly as a one-process
+replay does, and each partition rewrites its own reports and moves their allegations.
+All partitions see the same merges in the same order, so they decide each one alike.
 """
 from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
 from schemas.events import (ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
-                            SuspectUnlinked)
+                            SuspectsMerged, SuspectUnlinked)
 
 from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Alias, Allegation, AllegationUpdate
 from .store import Store
 
-#: The rejections only the core can decide (they need the register's or identity's state).
+#: The rejections only the core can decide (they need the register's state).
 STATEFUL_REJECTION_CODES = ("unknown_crime_ref", "cancelled_crime_ref", "already_recorded", "self_merge")
 
 ACCEPTED = "accepted"
@@ -57,7 +63,7 @@ def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
             return suspect
         suspect = into
         seen += 1
-        if seen > 10_000:  # defensive: the identity stage never creates a cycle
+        if seen > 10_000:  # defensive: a merge only ever links two distinct canonical ids, never a cycle
             raise RuntimeError("alias chain too long")
 
 
@@ -67,7 +73,8 @@ _tuple_new = tuple.__new__  # a NamedTuple without its Python-level __new__: _tu
 class Register:
     """The register's store: "r:<crime_ref>" a report (the list above), "al:<suspect>" either the
     id he was merged into (a str) or, while he is canonical, the crime_refs of this partition's
-    reports that name him (a list: the suspect -> reports index that a merge rewrites).
+    reports that name him (a list: the suspect -> reports index that a merge rewrites), and
+    "e:<event_id>" for every merge applied (merges name no report to remember them on).
     One key per suspect, so a new report reads and writes it once to resolve and index him.
     """
 
@@ -79,6 +86,10 @@ class Register:
 
     def report(self, crime_ref: str) -> Optional[list]:
         return self.store.get("r:" + crime_ref)
+
+    def canonical(self, suspect: str) -> str:
+        """The id his record lives under now (merges followed)."""
+        return resolve(self.store, suspect)
 
     def _allegation(self, rec: list) -> Allegation:
         entry = self.harm.get(rec[_CODE])
@@ -95,6 +106,8 @@ class Register:
     # -- writing -----------------------------------------------------------------
 
     def apply(self, event) -> Outcome:
+        if event.__class__ is SuspectsMerged:
+            return self._merge(event)
         key = "r:" + event.crime_ref
         rec = self.store.get(key)
         if rec is not None and event.event_id in rec[_EVENTS]:
@@ -201,6 +214,17 @@ class Register:
         self.store[key] = rec
         self._index_remove(suspect, ev.crime_ref)
         return Outcome(ACCEPTED, None, [AllegationUpdate(suspect, ev.crime_ref, None, WHY_CORRECTED, ev.event_id, ev.at)])
+
+    def _merge(self, ev: SuspectsMerged) -> Outcome:
+        """Link one canonical id under another, distinct one: the alias forest stays acyclic."""
+        store = self.store
+        if store.get("e:" + ev.event_id) is not None:
+            return DUPLICATE_OUTCOME
+        src, into = resolve(store, ev.suspect_id), resolve(store, ev.into)
+        if src == into:
+            return rejected("self_merge", f"{ev.suspect_id!r} and {ev.into!r} are already one suspect ({src!r})")
+        store["e:" + ev.event_id] = 1
+        return Outcome(ACCEPTED, None, self.apply_alias(Alias(src, into, ev.event_id, ev.at)))
 
     def apply_alias(self, alias: Alias) -> list:
         """Rewrite this partition's reports of `alias.src` to `alias.into` and move their allegations."""

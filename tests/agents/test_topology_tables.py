@@ -9,7 +9,7 @@ from schemas.harm_table import load_harm_table
 def test_every_table_opens_rocksdb_with_bounded_memtables_and_cache(tmp_path):
     app, _ = build_app(Settings(data_dir=str(tmp_path), partitions=2), load_harm_table(None))
     tables = list(app.tables.values())
-    assert sorted(t.name for t in tables) == ["identity", "ledger", "ranker", "register"]
+    assert sorted(t.name for t in tables) == ["ledger", "ranker", "register"]
     for table in tables:
         opts = table.data.rocksdb_options
         assert opts.use_rocksdict

@@ -128,6 +128,31 @@ def test_suspect_breakdown_adds_up(api):
             assert linked["vawg"] is False, linked
 
 
+def test_an_old_id_answers_for_the_record_it_was_merged_into(api):
+    from schemas.harm_table import load_harm_table
+    from streams.batch import rank_lines
+
+    secured, _, feed, _ = api
+    pipe = rank_lines(feed.read_bytes().splitlines(), load_harm_table()).pipeline
+    checked = 0
+    for line in feed.read_text().splitlines():
+        event = json.loads(line) if '"suspects.merged"' in line else {}
+        src = event.get("suspect_id")
+        if not isinstance(src, str) or pipe.register.canonical(src) == src:
+            continue
+        canonical = pipe.register.canonical(src)
+        summary = pipe.ledger.summary(canonical)
+        if summary is None:
+            continue
+        status, body = secured.get(f"/suspects/{src}", token=TOKEN)
+        assert status == 200, (src, status, body[:300])
+        doc = json.loads(body)
+        assert (doc["suspect_id"], doc["merged_from"]) == (canonical, src), doc
+        assert (doc["score"], doc["allegations_in_window"]) == (summary.score / 100, summary.allegations), doc
+        checked += 1
+    assert checked >= 3, "the feed should merge some suspects who still have allegations"
+
+
 def test_unknown_suspect_is_404_with_json_error(api):
     secured, _, _, _ = api
     status, body = secured.get("/suspects/S-NOBODY-XYZ", token=TOKEN)

@@ -47,11 +47,37 @@ def _topic_partitions(broker, topic: str) -> int:
 
 # -- 1. the stream equals the batch ---------------------------------------------------------
 
+def merge_then_old_id(after_us: int) -> list:
+    """A merge, and right behind it an unlink and a link that name the old id (SPEC §2: they apply
+    to the merged record). B ends with R2 and R3 (two rapes); had the unlink missed the merge, R1 too."""
+    def at(k: int) -> str:
+        return us_to_iso(after_us + k * 1_000_000)
+
+    victims = [{"id": "V-M", "sex": "F"}]
+    return [
+        {"event_id": "m1", "type": "report.recorded", "at": at(1), "crime_ref": "M-R1", "offence_code": "019/08",
+         "suspects": ["M-B"], "victims": victims},
+        {"event_id": "m2", "type": "report.recorded", "at": at(2), "crime_ref": "M-R2", "offence_code": "019/08",
+         "suspects": ["M-A"], "victims": victims},
+        {"event_id": "m3", "type": "report.recorded", "at": at(3), "crime_ref": "M-R3", "offence_code": "019/08",
+         "suspects": ["M-B"], "victims": victims},
+        {"event_id": "m4", "type": "suspects.merged", "at": at(4), "suspect_id": "M-A", "into": "M-B"},
+        {"event_id": "m5", "type": "suspect.unlinked", "at": at(5), "crime_ref": "M-R1", "suspect_id": "M-A"},
+        {"event_id": "m6", "type": "suspect.linked", "at": at(6), "crime_ref": "M-R3", "suspect_id": "M-A"},
+    ]
+
+
 @pytest.mark.parametrize("partitions", [1, 4])
 def test_stream_equals_batch(partitions, own_broker, workers, tmp_path):
-    feed = write_feed(tmp_path / "feed.jsonl",
-                      generate(seed=100 + partitions, events=FEED_EVENTS, invalid_rate=0.005))
+    events = list(generate(seed=100 + partitions, events=FEED_EVENTS, invalid_rate=0.005))
+    if partitions == 1:  # one input partition: the order of merges and corrections is the order published
+        newest = rank_lines([json.dumps(e) for e in events], load_harm_table(), clock_now=2**62).as_of
+        events += merge_then_old_id(newest)
+    feed = write_feed(tmp_path / "feed.jsonl", events)
     expected = batch_rank(feed)
+    if partitions == 1:
+        merged = next(r for r in expected if r["suspect_id"] == "M-B")
+        assert merged["allegations"] == 2 and not any(r["suspect_id"] == "M-A" for r in expected), merged
     assert len(expected) == 100, "the feed should fill a top 100"
 
     worker = workers(own_broker, partitions=partitions).start()

@@ -297,7 +297,7 @@ def test_merge_chain_resolves_to_the_end():
     p.apply(merged("A", "B", T0 + 1))
     p.apply(merged("B", "C", T0 + 2))
     assert standing(p, "C") == (1500, 3, 1)
-    assert p.identity.canonical("A") == "C"
+    assert p.register.canonical("A") == "C"
     p.apply(merged("A", "D", T0 + 3))  # "A" means C now: C's allegations go to D
     assert standing(p, "C") is None and standing(p, "D") == (1500, 3, 1)
 
