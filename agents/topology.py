@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import faust
+from faust.types import TP
 
 from schemas.events import US_PER_SECOND, SuspectsMerged, event_from_row, event_to_row
 from schemas.harm_table import HarmTable
@@ -422,6 +423,13 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         if rt.ranker is None:
             rt.ranker = Ranker(PartitionStore(ranker_table, 0), settings.top_n)
         return rt.ranker
+
+    @app.on_rebalance_complete.connect
+    async def load_ranker(sender, **kwargs):
+        """The ranker's owner answers /ranking (and its gauges) from the recovered table at once,
+        not only once the next candidate arrives: after a restart with no new input there may be none."""
+        if TP(ranker_table.changelog_topic.get_topic_name(), 0) in app.assignor.assigned_actives():
+            _ranker_gauges(the_ranker())
 
     @app.agent(candidates_topic)
     async def ranker(stream):

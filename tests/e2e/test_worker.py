@@ -137,6 +137,12 @@ def test_kill_minus_9_and_restart(own_broker, workers, tmp_path):
     out = wait_membership(own_broker, {r["suspect_id"] for r in expected}, top_n=100, dedup=True)
     assert out
 
+    # A clean stop and a restart with no new input: the ranking is there from the recovered state.
+    worker.stop()
+    worker.start()
+    worker.wait_ready(timeout=120)
+    worker.wait_ranking_equals(expected, timeout=15)
+
 
 # -- 3. the wall clock expires allegations with no new input --------------------------------
 
