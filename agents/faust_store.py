@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import signal
 from itertools import islice
 from typing import Any, Iterator, Optional
 
@@ -28,6 +30,10 @@ log = logging.getLogger("harmrank")
 
 _MISSING = object()
 _GONE = object()
+
+#: Local only, in each partition's database beside Faust's own offset key: the keys of the last
+#: batch written there, which the changelog may not hold yet (see `resend_pending`).
+PENDING_KEY = b"__harmrank\0changelog-pending__"
 
 
 class PartitionStore:
@@ -102,6 +108,7 @@ class PartitionStore:
             self._trim_cache()
             return []
         batch = WriteBatch(raw_mode=True)
+        batch.put(PENDING_KEY, dumps(list(self._dirty)))
         records = []
         for key in self._dirty:
             value = self._cache[key]
@@ -155,11 +162,73 @@ async def start_flush(stores: list) -> list:
         records = store._write_local()
         if not records:
             continue
+        _crash_point(store.table.name)
         table = store.table
         topic = table.changelog_topic.get_topic_name()
         sent = await send_records(table.app.producer, topic, store.partition, records)
         pending.append((store, topic, sent))
     return pending
+
+
+async def resend_pending(app, tables: list, done: set) -> int:
+    """Put in the changelog what a crash may have left only in local RocksDB; returns the records sent.
+
+    A batch's state goes to the partition's database (with the input offset it
+    includes) before its changelog is acknowledged. After a kill -9 between the
+    two, a restart on the same data directory finds that state and rightly skips
+    the batch's input, so nothing would ever send that batch's keys to the
+    changelog: a later move of the partition, or a lost disk, would restore the
+    table without them. Each local write therefore names its keys under
+    PENDING_KEY, in the same atomic write, and this sends their values again.
+
+    Called when recovery is complete and before any stage works (Faust awaits
+    `on_rebalance_complete` before it resumes the streams), for each owned
+    partition not yet in `done` (its first assignment in this process: no
+    batch of this process can be in flight for it). The values are the
+    database's after recovery, so the newest ones even if another worker owned
+    the partition meanwhile: sending them again is harmless.
+    """
+    by_changelog = {table.changelog_topic.get_topic_name(): table for table in tables}
+    sent_records = 0
+    for tp in sorted(app.assignor.assigned_actives()):
+        table = by_changelog.get(tp.topic)
+        if table is None or tp in done:
+            continue
+        done.add(tp)
+        db = table.data._db_for_partition(tp.partition)
+        raw = db.get(PENDING_KEY)
+        if raw is None:
+            continue
+        records = [(key.encode(), db.get(key.encode())) for key in loads(raw)]
+        if records:
+            sent = await send_records(app.producer, tp.topic, tp.partition, records)
+            table.data.set_persisted_offset(tp, await last_offset(sent))
+            sent_records += len(records)
+        db.delete(PENDING_KEY)
+    return sent_records
+
+
+def _crash_at(spec: str) -> Optional[tuple]:
+    """HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE=<table>:<n>: the tests' kill -9 at the one moment that matters."""
+    if not spec:
+        return None
+    table, _, count = spec.partition(":")
+    return table, int(count or 1)
+
+
+_CRASH_AT = _crash_at(os.environ.get("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE", ""))
+_local_writes: dict = {}
+
+
+def _crash_point(table_name: str) -> None:
+    """Kill this process, as kill -9 would, after the n-th local write of a table and before its changelog."""
+    if _CRASH_AT is None or _CRASH_AT[0] != table_name:
+        return
+    _local_writes[table_name] = _local_writes.get(table_name, 0) + 1
+    if _local_writes[table_name] == _CRASH_AT[1]:
+        log.warning("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE: killing the worker after %s's local write %d",
+                    table_name, _CRASH_AT[1])
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def finish_flush(pending: list) -> None:

@@ -41,7 +41,7 @@ from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
 from . import codec, metrics, tansu_fetch
-from .faust_store import ChangelogPipe, PartitionStore
+from .faust_store import ChangelogPipe, PartitionStore, resend_pending
 from .intake import IntakeReader
 from .settings import Settings
 
@@ -204,6 +204,15 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     register_table = table("register", partitions)
     ledger_table = table("ledger", partitions)
     ranker_table = table("ranker", 1)
+    resent: set = set()  # changelog partitions whose last local write was sent again in this process
+
+    @app.on_rebalance_complete.connect
+    async def resend_last_local_writes(sender, **kwargs):
+        """Before the stages resume: the changelog gets what a kill -9 left only in RocksDB (faust_store)."""
+        count = await resend_pending(app, [register_table, ledger_table, ranker_table], resent)
+        if count:
+            log.info("sent the last local write of newly assigned partitions to the changelogs again "
+                     "(%d records)", count)
 
     def seen(event) -> None:
         msg = event.message

@@ -124,3 +124,21 @@ def test_discarded_changes_leave_nothing_cached(db):
     assert store._cache == {} and store.dirty == 0
     assert store.get("p:a") == [1]  # the database's value, read again
     assert db.gets == [b"p:a"]
+
+
+def test_each_local_write_names_its_keys_for_the_changelog_in_the_same_batch(db):
+    """PENDING_KEY names the keys of the last local write, deletions too, for resend_pending after a kill -9."""
+    from agents.faust_store import PENDING_KEY
+
+    store = store_over(db)
+    store["p:a"], store["p:b"] = [1], [2]
+    store._write_local()
+    assert sorted(loads(db.db.get(PENDING_KEY))) == ["p:a", "p:b"]
+    store["p:c"] = [3]
+    del store["p:a"]
+    records = store._write_local()
+    assert sorted(loads(db.db.get(PENDING_KEY))) == ["p:a", "p:c"] == sorted(k.decode() for k, _ in records)
+    assert on_disk(db, "p:a") is None and on_disk(db, "p:c") == [3]
+    store._write_local()  # nothing changed: nothing written, the last batch's names stand
+    assert sorted(loads(db.db.get(PENDING_KEY))) == ["p:a", "p:c"]
+    assert [k for k, _ in store.scan("p:")] == ["p:b", "p:c"]  # the local key is no state of the core's

@@ -15,7 +15,7 @@ import pytest
 
 from schemas.events import us_to_iso
 from schemas.harm_table import load_harm_table
-from streams.batch import rank_lines
+from streams.batch import rank_lines, ranking_rows
 from streams.simulate import generate
 
 from .conftest import (
@@ -142,6 +142,62 @@ def test_kill_minus_9_and_restart(own_broker, workers, tmp_path):
     worker.start()
     worker.wait_ready(timeout=120)
     worker.wait_ranking_equals(expected, timeout=15)
+
+
+def _suspects_differ(worker, pipe) -> list:
+    """The suspects whose standing on the worker (/suspects) is not the batch pipeline's."""
+    wrong = []
+    for key, _ in pipe.ledger.store.scan("p:"):
+        suspect = key[2:]
+        summary = pipe.ledger.summary(suspect)
+        doc = worker.get_json(f"/suspects/{suspect}")
+        if (doc["score"], doc["allegations_in_window"]) != (summary.score / 100, summary.allegations):
+            wrong.append((suspect, doc["score"], summary.score / 100))
+    return wrong
+
+
+@pytest.mark.parametrize("table", ["register", "ledger"])
+def test_a_kill_between_local_state_and_changelog_loses_nothing_on_another_worker(
+        table, own_broker, workers, tmp_path):
+    """kill -9 after a batch's state is in local RocksDB and before its changelog is; a restart on
+    the same data skips that batch's input (already applied), so unless the restart sends those
+    keys to the changelog, a worker that rebuilds from the changelogs never has them."""
+    harm = load_harm_table()
+    events = list(generate(seed=404, events=3000, invalid_rate=0.0))
+    first = write_feed(tmp_path / "first.jsonl", events[:1500])
+    rest = write_feed(tmp_path / "rest.jsonl", events[1500:])
+    whole = write_feed(tmp_path / "whole.jsonl", events)
+    result = rank_lines(whole.read_bytes().splitlines(), harm)
+    # Then every report is reclassified: what the register lost shows as dead letters.
+    refs = [e["crime_ref"] for e in events if e.get("type") == "report.recorded"]
+    tail = [{"event_id": f"tail-{i}", "type": "report.reclassified", "at": us_to_iso(result.as_of + 1_000_000),
+             "crime_ref": ref, "offence_code": "008/66"} for i, ref in enumerate(refs)]
+    tail_feed = write_feed(tmp_path / "tail.jsonl", tail)
+    after_tail = rank_lines(whole.read_bytes().splitlines() + tail_feed.read_bytes().splitlines(), harm)
+
+    first_worker = workers(own_broker, partitions=4, test_crash_after_local_write=f"{table}:2").start()
+    first_worker.wait_ready()
+    publish_file(own_broker, first)
+    deadline = time.monotonic() + 60
+    while first_worker.alive() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert first_worker.proc.returncode == -9, f"the crash point was not reached:\n{first_worker.log_tail()}"
+
+    del first_worker.settings["test_crash_after_local_write"]
+    first_worker.start()  # same data directory: its RocksDB holds the batch its changelog may lack
+    first_worker.wait_ready(timeout=120)
+    publish_file(own_broker, rest)
+    expected = batch_rank(whole)
+    first_worker.wait_ranking_equals(expected, timeout=120)
+    first_worker.stop()
+
+    fresh = workers(own_broker, partitions=4).start()  # an empty data directory: state from the changelogs
+    fresh.wait_ready(timeout=120)
+    fresh.wait_ranking_equals(expected, timeout=120)
+    assert _suspects_differ(fresh, result.pipeline) == []
+    publish_file(own_broker, tail_feed)
+    fresh.wait_ranking_equals(ranking_rows(after_tail), timeout=120)
+    assert _suspects_differ(fresh, after_tail.pipeline) == []
 
 
 # -- 3. the wall clock expires allegations with no new input --------------------------------
