@@ -31,6 +31,9 @@ log = logging.getLogger("harmrank")
 _MISSING = object()
 _GONE = object()
 
+#: The worker's exit code when a changelog write fails (EX_TEMPFAIL: a restart is the remedy).
+CHANGELOG_FAILED_EXIT = 75
+
 #: Local only, in each partition's database beside Faust's own offset key: the keys of the last
 #: batch written there, which the changelog may not hold yet (see `resend_pending`).
 PENDING_KEY = b"__harmrank\0changelog-pending__"
@@ -182,29 +185,33 @@ async def resend_pending(app, tables: list, done: set) -> int:
     PENDING_KEY, in the same atomic write, and this sends their values again.
 
     Called when recovery is complete and before any stage works (Faust awaits
-    `on_rebalance_complete` before it resumes the streams), for each owned
-    partition not yet in `done` (its first assignment in this process: no
-    batch of this process can be in flight for it). The values are the
-    database's after recovery, so the newest ones even if another worker owned
-    the partition meanwhile: sending them again is harmless.
+    `on_rebalance_complete` before it resumes the streams), for each partition
+    that recovery has just brought up to date and that is not yet in `done`
+    (its first assignment in this process: no batch of this process can be in
+    flight for it). The values are the database's after recovery, so the
+    newest ones even if another worker owned the partition meanwhile: sending
+    them again is harmless. If another rebalance has begun meanwhile (Faust
+    still completes the old one), nothing more is sent: what it assigns has
+    not been recovered yet, and its own completion comes back here.
     """
-    by_changelog = {table.changelog_topic.get_topic_name(): table for table in tables}
+    recovery = app.tables.recovery
     sent_records = 0
-    for tp in sorted(app.assignor.assigned_actives()):
-        table = by_changelog.get(tp.topic)
-        if table is None or tp in done:
-            continue
-        done.add(tp)
-        db = table.data._db_for_partition(tp.partition)
-        raw = db.get(PENDING_KEY)
-        if raw is None:
-            continue
-        records = [(key.encode(), db.get(key.encode())) for key in loads(raw)]
-        if records:
-            sent = await send_records(app.producer, tp.topic, tp.partition, records)
-            table.data.set_persisted_offset(tp, await last_offset(sent))
-            sent_records += len(records)
-        db.delete(PENDING_KEY)
+    for table in tables:
+        for tp in sorted(recovery.actives_for_table.get(table, ())):
+            if tp in done:
+                continue
+            if recovery.signal_recovery_start.is_set():
+                return sent_records
+            db = table.data._db_for_partition(tp.partition)
+            raw = db.get(PENDING_KEY)
+            if raw is not None:
+                records = [(key.encode(), db.get(key.encode())) for key in loads(raw)]
+                if records:
+                    sent = await send_records(app.producer, tp.topic, tp.partition, records)
+                    table.data.set_persisted_offset(tp, await last_offset(sent))
+                    sent_records += len(records)
+                db.delete(PENDING_KEY)
+            done.add(tp)
     return sent_records
 
 
@@ -218,6 +225,10 @@ def _crash_at(spec: str) -> Optional[tuple]:
 
 _CRASH_AT = _crash_at(os.environ.get("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE", ""))
 _local_writes: dict = {}
+
+
+def crash_point_armed() -> bool:
+    return _CRASH_AT is not None
 
 
 def _crash_point(table_name: str) -> None:
@@ -269,9 +280,17 @@ class ChangelogPipe:
     async def _finish(self, in_flight: list, events: list) -> None:
         try:
             await finish_flush(in_flight)
-        except BaseException as exc:  # the input stays unacknowledged, so it is read again after a restart
-            log.error("changelog write failed (%r): the stage stops at its next batch", exc)
+        except asyncio.CancelledError:
             raise
+        except BaseException as exc:
+            # The batch is in local RocksDB and maybe not in the changelog. Faust would restart the
+            # agent in this process, whose next batch names other keys as pending; a restart of the
+            # process sends these again first (resend_pending), so stop as a crash would.
+            log.critical("changelog write failed (%r): the worker stops (exit %d) so that a restart "
+                         "sends this batch to the changelog again", exc, CHANGELOG_FAILED_EXIT)
+            for handler in logging.getLogger().handlers:
+                handler.flush()
+            os._exit(CHANGELOG_FAILED_EXIT)
         for event in events:
             await self.stream.ack(event)
 

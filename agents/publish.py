@@ -2,8 +2,9 @@
 
 Every non-blank line goes out as one message whose value is the line's bytes, unchanged
 (the worker validates and dead-letters; this command never drops a line). The key is the
-event's ``crime_ref`` when the line is a JSON object with a string ``crime_ref``, else its
-``suspect_id`` (``suspects.merged``), else no key. Lines that are not JSON objects are
+event's ``crime_ref`` when the line is a JSON object with a string ``crime_ref``, the fixed key
+``suspects.merged`` for a merge (all merges in one partition, in the order published), else no
+key. Lines that are not JSON objects are
 still sent, and reported on stderr with their line number.
 
 Exit codes: 0 every line acknowledged; 1 some sends failed; 2 unreadable file, bad

@@ -41,15 +41,6 @@ class AllegationUpdate(NamedTuple):
     at: int  # `at` of that event: the ledger's clock moves with it
 
 
-class Alias(NamedTuple):
-    """A merge as the register applies it: canonical `src` is now the same person as canonical `into`."""
-
-    src: str
-    into: str
-    cause: str
-    at: int
-
-
 class Summary(NamedTuple):
     """A suspect's standing in the window: what ranks him."""
 

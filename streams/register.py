@@ -6,11 +6,12 @@ re-sent events (by event_id, per report; merges by their own id), and says for
 every allegation it touches what that allegation now is.
 
 Suspect ids on a report are kept canonical. Every partition sees every merge,
-in the order of the input, between the crime events around it, and keeps the
-whole alias forest: so an event that names an old id after a merge resolves it
-to the merged record whichever partition it lands in, exactly as a one-process
-replay does, and each partition rewrites its own reports and moves their allegations.
-All partitions see the same merges in the same order, so they decide each one alike.
+between the crime events the intake read around it, and keeps the whole alias
+forest: so an event that names an old id after a merge resolves it to the merged
+record whichever partition it lands in, as a one-process replay does, and each
+partition rewrites its own reports and moves their allegations. All partitions
+see the same merges in the same order (the intake sends them all from one input
+partition), so they decide each one alike.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from typing import NamedTuple, Optional
 from schemas.events import (ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
                             SuspectsMerged, SuspectUnlinked)
 
-from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Alias, Allegation, AllegationUpdate
+from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Allegation, AllegationUpdate
 from .store import Store
 
 #: The rejections only the core can decide (they need the register's state).
@@ -224,20 +225,17 @@ class Register:
         if src == into:
             return rejected("self_merge", f"{ev.suspect_id!r} and {ev.into!r} are already one suspect ({src!r})")
         store["e:" + ev.event_id] = 1
-        return Outcome(ACCEPTED, None, self.apply_alias(Alias(src, into, ev.event_id, ev.at)))
+        return Outcome(ACCEPTED, None, self._move(src, into, ev.event_id, ev.at))
 
-    def apply_alias(self, alias: Alias) -> list:
-        """Rewrite this partition's reports of `alias.src` to `alias.into` and move their allegations."""
+    def _move(self, src: str, into: str, cause: str, at: int) -> list:
+        """Make canonical `src` an alias of canonical `into`: rewrite this partition's reports of src
+        to into and move their allegations."""
         store = self.store
-        src, into = alias.src, alias.into
         crime_refs = store.get("al:" + src)
-        if crime_refs == into:
-            return []  # replayed: already applied
         store["al:" + src] = into  # his index (this key's list) moves to into below
         if crime_refs.__class__ is not list:
             crime_refs = []
         removed, added, new_refs = [], [], []
-        cause, at = alias.cause, alias.at
         allegation = self._allegation
         for crime_ref in crime_refs:
             key = "r:" + crime_ref

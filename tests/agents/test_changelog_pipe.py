@@ -88,15 +88,29 @@ def test_an_idle_stage_acknowledges_on_its_own(changelog):
     asyncio.run(main())
 
 
-def test_a_failed_changelog_leaves_the_input_unacknowledged_and_stops_the_next_batch(changelog):
+def test_a_failed_changelog_stops_the_worker_as_a_crash_with_the_input_unacknowledged(changelog, monkeypatch):
+    """The batch is in local RocksDB only: the process exits (75) rather than let Faust restart the
+    agent in-process, so that the restart's resend_pending puts the batch in the changelog."""
+    exits = []
+
+    class Exited(Exception):
+        pass
+
+    def fake_exit(code):
+        exits.append(code)
+        raise Exited(code)
+
+    monkeypatch.setattr(faust_store.os, "_exit", fake_exit)
+
     async def main():
         stream = _Stream()
         pipe = ChangelogPipe(stream)
         await pipe.write(["s"], ["e1"])
         changelog["acks"][0].set_exception(RuntimeError("not written"))
-        with pytest.raises(RuntimeError, match="not written"):
+        with pytest.raises(Exited):
             await pipe.write(["s"], ["e2"])
-        assert stream.acked == []  # read again after a restart
+        assert exits == [75] == [faust_store.CHANGELOG_FAILED_EXIT]
+        assert stream.acked == []  # read again after the restart (and skipped there as applied)
         assert len(changelog["written"]) == 1  # batch 2's state was not written on top
 
     asyncio.run(main())
