@@ -26,7 +26,10 @@ from typing import Any, Awaitable, Callable, Optional
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.partitioner import murmur2
 from mode import Service
+
+from .publish import MERGE_KEY
 
 log = logging.getLogger("harmrank")
 
@@ -43,6 +46,11 @@ RETRY_SECONDS = 1.0
 COMMIT_SECONDS = 1.0
 
 Handler = Callable[[list], Awaitable[None]]
+
+
+def merge_partition(partitions: int) -> int:
+    """The input partition that the key `suspects.merged` lands in (Kafka's default partitioner, murmur2)."""
+    return (murmur2(MERGE_KEY) & 0x7FFFFFFF) % partitions
 
 
 class _WaitForBatch(ConsumerRebalanceListener):
@@ -109,6 +117,11 @@ class IntakeReader(Service):
             async with self.busy:
                 await self.commit()
             await self.consumer.stop()
+
+    def partitions(self) -> int:
+        """How many partitions the input topic has (from the consumer's metadata)."""
+        assert self.consumer is not None
+        return len(self.consumer.partitions_for_topic(self.topic) or ())
 
     def lag(self) -> Optional[int]:
         """Records in the assigned partitions not yet handed on, or None before the first fetch."""

@@ -86,6 +86,16 @@ DEAD_LETTERS = Counter(
 )
 """Messages dead-lettered, by reason; a spike points at an upstream publisher."""
 
+MERGES_FORWARDED = Counter(
+    "harmrank_merges_forwarded_total",
+    "suspects.merged events that arrived on another input partition than the one of the key "
+    "suspects.merged, and were forwarded there (so every register partition sees the merges in one "
+    "order). A steady rate means a publisher keys merges otherwise: harmless, but a merge then "
+    "applies a little later.",
+    registry=REGISTRY,
+)
+"""Merges forwarded to the merge partition of the input topic."""
+
 RANKING_ENTRIES = Counter(
     "harmrank_ranking_entries_total",
     "ranking.entered events: suspects who entered the top N.",
@@ -193,6 +203,7 @@ PROCESSING_LATENCY = Histogram(
 METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_events_consumed_total",
     "harmrank_dead_letters_total",
+    "harmrank_merges_forwarded_total",
     "harmrank_ranking_entries_total",
     "harmrank_ranking_exits_total",
     "harmrank_output_events_total",

@@ -40,9 +40,10 @@ from streams.messages import (allegation_update_from_json, allegation_update_to_
 from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
-from . import codec, metrics, tansu_fetch
+from . import codec, faust_store, metrics, tansu_fetch
 from .faust_store import ChangelogPipe, PartitionStore, resend_pending
-from .intake import IntakeReader
+from .intake import IntakeReader, merge_partition
+from .publish import MERGE_KEY
 from .settings import Settings
 
 log = logging.getLogger("harmrank")
@@ -50,6 +51,7 @@ log = logging.getLogger("harmrank")
 REGISTER_TOPIC = "harmrank-register"
 LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
+STAGE_INPUTS = (REGISTER_TOPIC, LEDGER_TOPIC, CANDIDATES_TOPIC)  # the topics the Faust agents read
 BATCH = 2000
 ENVELOPE_ITEMS = 1000  # facts per envelope: keeps a message far below the broker's 1 MiB request limit
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
@@ -194,6 +196,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     register_topic = topic(REGISTER_TOPIC, partitions)
     ledger_topic = topic(LEDGER_TOPIC, partitions)
     candidates_topic = topic(CANDIDATES_TOPIC, 1)
+    input_topic = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")
     output_topic = topic(settings.output_topic, 1, internal=False)
     dlq_topic = topic(settings.dlq_topic, 1, internal=False)
 
@@ -205,6 +208,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     ledger_table = table("ledger", partitions)
     ranker_table = table("ranker", 1)
     resent: set = set()  # changelog partitions whose last local write was sent again in this process
+    if faust_store.crash_point_armed():
+        log.warning("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE is set: this worker kills itself on purpose (a test)")
 
     @app.on_rebalance_complete.connect
     async def resend_last_local_writes(sender, **kwargs):
@@ -294,6 +299,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         """Validate a batch of input records and route each event to its register partition (a merge to all)."""
         outbox = Outbox()
         now = now_us()
+        inputs = rt.intake.partitions() if rt.intake is not None else 0
+        merges_home = merge_partition(inputs) if inputs else None
         for msg in records:
             src = [msg.topic, msg.partition, msg.offset]
             value = msg.value if msg.value is not None else b""
@@ -308,6 +315,13 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             item = {"ev": event_to_row(result), "raw": value.decode(), "src": src}
             t0 = msg.timestamp / 1000 if msg.timestamp and msg.timestamp > 0 else time.time()
             if isinstance(result, SuspectsMerged):
+                if merges_home is not None and msg.partition != merges_home:
+                    # Every register partition must see the merges in one order, and only one
+                    # intake reads a partition: merges published on another key go to the merge
+                    # partition first, and apply when they are read from there.
+                    outbox.singles.append((input_topic, MERGE_KEY, value, merges_home))
+                    metrics.MERGES_FORWARDED.inc()
+                    continue
                 # Every register partition keeps the alias forest and applies each merge between
                 # the crime events around it, in input order (see streams/register.py).
                 for p in range(partitions):
@@ -455,6 +469,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
             except BaseException:
                 rt.ranker = None
                 raise
+            if rt.ranker is not rk:  # a rebalance loaded another from the table while this batch ran
+                rt.ranker = None  # so the next use reads the table again, this batch's write included
             for o in out:
                 metrics.OUTPUT_EVENTS.labels(type=o["type"]).inc()
                 if o["type"] == "ranking.entered":
@@ -490,7 +506,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         if ticks.pending is not None:
             await send_with_tick(Outbox(), force=True)
 
-    stage_of = {REGISTER_TOPIC: "register", LEDGER_TOPIC: "ledger", CANDIDATES_TOPIC: "ranker"}
+    stage_of = dict(zip(STAGE_INPUTS, ("register", "ledger", "ranker")))
 
     @app.timer(interval=5.0)
     async def lag():

@@ -189,3 +189,15 @@ def test_a_window_gathers_what_arrives_meanwhile_into_one_batch(broker, fresh_to
     assert len(batches) <= 2, batches  # 0.2 s of records, a 0.5 s window: one batch (two if it straddles)
     for partition, offsets in _by_partition(seen).items():
         assert offsets == list(range(20)), f"partition {partition} out of order or with gaps"
+
+
+def test_the_merge_partition_is_where_kafka_clients_put_the_key_suspects_merged():
+    """harmrank publish (kafka-python) and any Java-compatible client put the key there."""
+    from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+
+    from agents.intake import merge_partition
+    from agents.publish import MERGE_KEY
+
+    for n in (1, 2, 3, 4, 8, 12, 64):
+        assert merge_partition(n) == (kafka_python_murmur2(MERGE_KEY) & 0x7FFFFFFF) % n
+    assert {merge_partition(n) for n in (2, 3, 4, 8, 12, 64)} != {0}, "the key is not always partition 0"

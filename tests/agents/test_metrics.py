@@ -50,6 +50,7 @@ def test_naming_conventions():
     [
         ("harmrank_events_consumed_total", {"type", "outcome"}),
         ("harmrank_dead_letters_total", {"reason"}),
+        ("harmrank_merges_forwarded_total", set()),
         ("harmrank_ranking_entries_total", set()),
         ("harmrank_ranking_exits_total", {"reason"}),
         ("harmrank_output_events_total", {"type"}),

@@ -111,6 +111,36 @@ def test_stream_equals_batch(partitions, own_broker, workers, tmp_path):
     assert any(e["type"] == "ranking.exited" for e in events), "a 6000-event feed should displace someone"
 
 
+def test_merges_published_on_other_keys_go_through_the_merge_partition(own_broker, workers, tmp_path):
+    """A merge that arrives on another input partition than the key `suspects.merged`'s is forwarded
+    there (so one intake sends every merge to the register partitions, in one order) and applied."""
+    from agents.intake import merge_partition
+    from agents.publish import MERGE_KEY
+
+    events = [e for e in generate(seed=505, events=3000, invalid_rate=0.0) if e["type"] != "suspects.merged"]
+    crime = write_feed(tmp_path / "crime.jsonl", events)
+    before = batch_rank(crime)
+    newest = rank_lines(crime.read_bytes().splitlines(), load_harm_table(), clock_now=2**62).as_of
+    top = [r["suspect_id"] for r in before[:80]]
+    merges = [{"event_id": f"fm-{k}", "type": "suspects.merged", "at": us_to_iso(newest + (k + 1) * 1_000_000),
+               "suspect_id": top[2 * k], "into": top[2 * k + 1]} for k in range(40)]
+    expected = batch_rank(write_feed(tmp_path / "whole.jsonl", events + merges))
+    assert expected != before
+
+    worker = workers(own_broker, partitions=4).start()
+    worker.wait_ready()
+    publish_file(own_broker, crime)
+    placed = produce_raw(own_broker, [(m["suspect_id"].encode(), json.dumps(m).encode()) for m in merges])
+    home = merge_partition(4)
+    away = {m["event_id"] for m, (partition, _) in zip(merges, placed) if partition != home}
+    assert away, "some merges should land on other partitions than the merge partition"
+    worker.wait_ranking_equals(expected, timeout=90)
+
+    records = read_topic(own_broker, INPUT_TOPIC, expected=len(events) + len(merges) + len(away))
+    forwarded = {json.loads(r.value)["event_id"] for r in records if r.key == MERGE_KEY and r.partition == home}
+    assert forwarded == away
+
+
 # -- 2. kill -9 in the middle, restart ------------------------------------------------------
 
 def test_kill_minus_9_and_restart(own_broker, workers, tmp_path):
