@@ -42,8 +42,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"harmrank worker: no Kafka broker answers at {','.join(servers)} "
               f"(start one with 'harmrank broker' or set HARMRANK_BROKER)", file=sys.stderr)
         return 2
-    from . import epoch, faust_drain, metrics, tansu_offsets
-    from .topology import build_app
+    from . import epoch, faust_drain, faust_seek, metrics, tansu_offsets
+    from .topology import STAGE_INPUTS, build_app
     from .web import install_views
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -61,6 +61,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         log.info("local tansu broker: end offsets refined from the fetch high watermark")
         tansu_fetch.install_fetch_wait(fetch_wait_ms)
     faust_drain.install()
+    faust_seek.install(STAGE_INPUTS)
     if not settings.api_token:
         log.warning("HARMRANK_API_TOKEN is not set: /ranking and /suspects are closed (403)")
     metrics.prime()
