@@ -5,9 +5,9 @@ stages write (lists, dicts with str keys, str, int, bool, None, floats): byte
 for byte, except that text outside ASCII is written as UTF-8 rather than as
 `\\u` escapes. Written and read by orjson, which does it 10-20 times faster;
 JSON encoding was a quarter of the worker's CPU. State written by the standard
-library reads back the same. Input events are still parsed by
-`schemas.validate` with the standard library, whose hooks catch what orjson
-accepts silently (duplicate keys).
+library reads back the same. Input events are parsed by `schemas.validate`,
+whose fast path uses orjson too but checks for the duplicate keys orjson accepts
+silently, and leaves every rejection to the standard library's decoder.
 """
 from __future__ import annotations
 

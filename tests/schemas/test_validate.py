@@ -534,3 +534,103 @@ def test_timestamp_round_trip(when, offset_min, sep):
     local = when.astimezone(dt.timezone(dt.timedelta(minutes=offset_min)))
     text = local.isoformat(sep=sep, timespec="microseconds")
     assert parse_timestamp(text) == datetime_to_us(when)
+
+
+# --------------------------------------------------------------------------- the fast path
+#
+# validate() first tries _accept_fast, which may only ever accept, and only what the reference
+# (_validate_every_rule) returns for the same message: these tests hold the two side by side.
+
+from schemas.validate import _accept_fast, _validate_every_rule  # noqa: E402
+
+
+def agree(raw: bytes, now=None, table=TABLE):
+    """The fast path declines (None) or returns exactly the reference's event; returns the fast answer."""
+    fast = _accept_fast(raw, table, now)
+    reference = _validate_every_rule(raw, table, now, MAX_MESSAGE_BYTES)
+    if fast is not None:
+        assert fast == reference and type(fast) is type(reference), (raw, fast, reference)
+    assert validate(raw, table, now_us=now) == reference
+    return fast
+
+
+def test_fast_path_takes_every_base_event_in_every_layout():
+    for etype, obj in BASE.items():
+        for text in (json.dumps(obj, separators=(",", ":")), json.dumps(obj), json.dumps(obj, indent=2)):
+            assert agree(text.encode()) is not None, (etype, text)
+
+
+def test_fast_path_takes_a_simulated_feed_and_agrees_on_every_line():
+    from streams.simulate import dumps as sim_dumps, generate
+
+    table = load_harm_table()
+    lines = [sim_dumps(e).encode() for e in generate(seed=5, events=3000)]
+    taken = sum(agree(line, table=table) is not None for line in lines)
+    assert taken >= 0.95 * len(lines), taken
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"event_id":"e1","event_id":"e2","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1"}',
+    b'{"event_id": "e1", "type": "report.cancelled", "at": "2025-03-01T10:00:00Z", "crime_ref": "C1", "crime_ref": "C2"}',
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","x":{"a":1,"a":2}}',
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","x":[{"b:":1, "b:":1}]}',
+])
+def test_fast_path_declines_duplicate_keys_the_reference_rejects(raw):
+    assert agree(raw) is None
+    assert rejected(raw, "bad_json").detail.startswith("duplicate key")
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"event_id":"e\\u0031","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1"}',  # escape
+    b'{"event_id":"e1","type":"report.cancelled","at":"0999-03-01T10:00:00Z","crime_ref":"C1"}',  # year < 1000
+    b'{"event_id":"e1","type":"report.cancelled","at":"9000-03-01T10:00:00Z","crime_ref":"C1"}',  # year > 8999
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-02-29T10:00:00Z","crime_ref":"C1"}',  # no such day
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:60Z","crime_ref":"C1"}',  # leap second
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00+24:00","crime_ref":"C1"}',
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00","crime_ref":"C1"}',  # no offset
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","n":NaN}',
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","n":1e400}',
+    b'{"event_id":"","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1"}',
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"999/99",'
+    b'"suspects":[],"victims":[]}',  # unknown offence code
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[],"victims":[{"id":"V1","sex":"X"}],"vawg":null}',
+    b'[1]', b'{}', b'\xef\xbb\xbf{}', b'\xff',
+])
+def test_fast_path_declines_what_it_cannot_vouch_for(raw):
+    assert agree(raw) is None
+
+
+def test_fast_path_declines_a_future_timestamp():
+    raw = json.dumps(BASE["report.cancelled"]).encode()
+    assert agree(raw, now=AT_US - US_PER_DAY) is not None  # exactly one day ahead: accepted
+    assert agree(raw, now=AT_US - US_PER_DAY - 1) is None
+    assert rejected(raw, "future_timestamp", now_us=AT_US - US_PER_DAY - 1)
+
+
+ids = st.text(alphabet=st.sampled_from("ab:é \U0001f600\\\"/"), min_size=0, max_size=6)
+timestamps = st.builds(
+    lambda when, offset, sep, spec, zulu: (
+        when.astimezone(dt.timezone(dt.timedelta(minutes=offset))).isoformat(sep=sep, timespec=spec)
+        .replace("+00:00", zulu)),
+    st.datetimes(min_value=dt.datetime(990, 1, 1), max_value=dt.datetime(9009, 1, 1), timezones=st.just(dt.timezone.utc)),
+    st.integers(min_value=-23 * 60 - 59, max_value=23 * 60 + 59), st.sampled_from("Tt "),
+    st.sampled_from(["seconds", "milliseconds", "microseconds"]), st.sampled_from(["+00:00", "Z", "z"]))
+
+
+@settings(deadline=None, max_examples=300)
+@given(st.sampled_from(sorted(BASE)), st.dictionaries(st.sampled_from(["event_id", "crime_ref", "suspect_id", "into"]), ids),
+       timestamps | st.text(alphabet="0123456789-:TZ+. ", max_size=30), st.none() | st.booleans(),
+       st.dictionaries(st.text(alphabet="ab:", max_size=3), json_values, max_size=2),
+       st.sampled_from([(",", ":"), (", ", ": ")]), st.none() | st.sampled_from(FIELDS + ["a:"]),
+       st.none() | st.integers(min_value=AT_US - 2 * US_PER_DAY, max_value=AT_US + US_PER_DAY))
+def test_fast_path_agrees_with_the_reference_fuzzed(etype, id_values, at, vawg, extra, separators, repeat, now):
+    """Near-valid messages: odd ids (':' and escapes in them), any timestamp, extra fields, spacing, a repeated key."""
+    obj = dict(BASE[etype], at=at, **{k: v for k, v in id_values.items() if k in BASE[etype]})
+    if vawg is not None and "offence_code" in obj:
+        obj["vawg"] = vawg
+    obj.update(extra)
+    text = json.dumps(obj, separators=separators, ensure_ascii=False)
+    if repeat is not None:  # the same key once more, as the last member
+        text = text[:-1] + ("," if len(obj) else "") + json.dumps(repeat) + ":" + json.dumps(obj.get(repeat, 1)) + "}"
+    agree(text.encode(), now=now)
