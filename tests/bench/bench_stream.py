@@ -934,6 +934,8 @@ def main(argv: Optional[list] = None) -> int:
                         "(sweep: a year of allegations expires during the latency feed)")
     p.add_argument("--skip-baseline", action="store_true", help="do not run the naive Faust baselines")
     p.add_argument("--skip-floor", action="store_true", help="do not run the latency floor (the pipeline with no work)")
+    p.add_argument("--worker-setting", action="append", default=[], metavar="NAME=VALUE",
+                   help="run the worker with HARMRANK_<NAME>=VALUE (repeatable), e.g. batch_window_ms=2")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = p.parse_args(argv)
     if args.events < 1 or args.partitions < 1 or args.latency_rate <= 0 or args.latency_seconds <= 0:
@@ -998,6 +1000,11 @@ def main(argv: Optional[list] = None) -> int:
         data_dir = tmp / "worker-data"
         env = clean_env(broker=broker.url, data_dir=data_dir, clock="event", web_port=port,
                         api_token=token, partitions=args.partitions)
+        for setting in args.worker_setting:
+            name, _, value = setting.partition("=")
+            env["HARMRANK_" + name.upper()] = value
+        if args.worker_setting:
+            say(f"  worker settings: {', '.join('HARMRANK_' + s for s in args.worker_setting)}")
         t_launch = time.time()
         child = run_cli(["worker"], env, tmp / "worker.log")
         CHILDREN.append(child)
