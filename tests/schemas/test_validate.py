@@ -596,6 +596,11 @@ def test_fast_path_declines_duplicate_keys_the_reference_rejects(raw):
     b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
     b'"suspects":[],"victims":[{"id":"V1","sex":"X"}],"vawg":null}',
     b'[1]', b'{}', b'\xef\xbb\xbf{}', b'\xff',
+    # nested deeper than orjson writes back (it reads it): the reference takes it, or says too deep
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","n":'
+    + b'[' * 254 + b']' * 254 + b'}',
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","n":'
+    + b'[' * 1010 + b']' * 1010 + b'}',
 ])
 def test_fast_path_declines_what_it_cannot_vouch_for(raw):
     assert agree(raw) is None
