@@ -12,6 +12,9 @@
 3. Times one from-scratch recomputation of the ranking over the same state, and
    prints how many times cheaper one incremental update is.
 4. Prints peak RSS.
+
+It first prints a yardstick of the machine's speed (a plain Python loop), since the
+same code's figures swing with it from one day or machine to the next.
 """
 from __future__ import annotations
 
@@ -79,6 +82,18 @@ def recompute(pipe: Pipeline, top_n: int) -> list:
     return keys[:top_n]
 
 
+def yardstick() -> float:
+    """ns per iteration of the plainest Python loop (`x += i`): this machine's speed today, to compare runs by."""
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter()
+        x = 0
+        for i in range(2_000_000):
+            x += i
+        best = min(best, (time.perf_counter() - t) / 2_000_000 * 1e9)
+    return best
+
+
 class _default_gc:
     """CPython's collector as it comes: nothing to do per event."""
 
@@ -129,6 +144,8 @@ def main(argv=None) -> int:
     ap.add_argument("--gc", choices=["both", "default", "batch"], default="both",
                     help="CPython's default garbage collection, the batch's policy, or both in turn (the default)")
     args = ap.parse_args(argv)
+    print(f"this machine now: {yardstick():.0f} ns an iteration of a plain Python loop (x += i); "
+          "the figures below scale with it")
     for policy in (["default", "batch"] if args.gc == "both" else [args.gc]):
         with long_lived_state() if policy == "batch" else _default_gc() as tick:
             run(args, f"{policy} GC" if policy == "default" else "batch GC policy (streams/gcpolicy.py)", tick)
