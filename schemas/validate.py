@@ -321,19 +321,18 @@ def _validate(raw: Any, harm_table: HarmTable, now_us: Optional[int], max_bytes:
 
 # --- the fast path ---------------------------------------------------------------------
 #
-# Most messages are well formed, and the checks above cost about 20 us a message here (the
+# Most messages are well formed, and the rules above cost about 23 us a message here (the
 # standard library's decoder with its hooks, a datetime per timestamp, a check object per
-# event): a fifth of the worker's CPU. `_accept_fast` only ever *accepts*: it answers with the
-# event `_validate` would return, or None for "ask `_validate`", which alone words rejections.
+# event): a fifth of the worker's CPU. `_accept_fast` answers with the event
+# `_validate_every_rule` would return, or None for "ask it": rejections are worded there only.
 # It declines whatever it cannot vouch for cheaply: escapes (a backslash), anything orjson
 # refuses to read or to write back (nesting of 255 levels or more), years outside 1000..8999,
-# any check that fails. The one thing orjson accepts that
-# `_validate` does not is a duplicate key (orjson keeps the last). A message that is exactly
-# orjson's serialization of what it parsed to has none (a dict serializes each key once). Any
-# other message is counted: without escapes, every ':' byte is either a key's separator or a
-# character inside a string, so it has no duplicate key exactly when its ':' bytes number the
-# parsed keys plus the ':' in the parsed strings.
-# tests/schemas/test_validate.py checks the two paths against each other, fuzzed.
+# any check that fails. The one thing orjson accepts that the rules do not is a duplicate key
+# (orjson keeps the last). A message that is exactly orjson's serialization of what it parsed
+# to has none (a dict serializes each key once). Any other message is counted: without
+# escapes, every ':' byte is either a key's separator or a character inside a string, so it
+# has no duplicate key exactly when its ':' bytes number the parsed keys plus the ':' in the
+# parsed strings. tests/schemas/test_validate.py holds the two paths side by side, fuzzed.
 
 
 def _colons(value: Any) -> int:
@@ -358,9 +357,9 @@ _DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
 _TIME_RE = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})")
 _SUFFIX_RE = re.compile(r"(?:\.([0-9]+))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
 _MISSING = object()
-_dates: dict = {}  # "YYYY-MM-DD" -> days from 1970-01-01, or None: not a date the fast path takes
-_times: dict = {}  # "HH:MM:SS" -> seconds into the day, or None
-_suffixes: dict = {}  # what follows the seconds -> (microseconds, seconds to add for UTC), or None
+_dates: dict[str, Optional[int]] = {}  # "YYYY-MM-DD" -> days from 1970-01-01, or None: not a date the fast path takes
+_times: dict[str, Optional[int]] = {}  # "HH:MM:SS" -> seconds into the day, or None
+_suffixes: dict[str, Optional[tuple]] = {}  # what follows the seconds (short ones) -> (microseconds, seconds to UTC)
 _EPOCH_ORDINAL = _dt.date(1970, 1, 1).toordinal()
 
 
@@ -421,7 +420,9 @@ def _fast_timestamp(text: Any) -> Optional[int]:
     key = text[19:]
     suffix = _suffixes.get(key, _MISSING)
     if suffix is _MISSING:
-        suffix = _remember(_suffixes, key, _suffix(key))
+        suffix = _suffix(key)
+        if len(key) <= 16:  # ".ffffff+HH:MM" at most: the cache stays small whatever the input
+            _remember(_suffixes, key, suffix)
     if days is None or seconds is None or suffix is None:
         return None
     return (days * 86_400 + seconds + suffix[1]) * 1_000_000 + suffix[0]

@@ -4,6 +4,7 @@
                                        [--latency-rate 500] [--latency-seconds 30]
                                        [--latency-span realtime|sweep] [--latency-probes 2]
                                        [--skip-baseline] [--skip-floor]
+                                       [--worker-setting NAME=VALUE ...]
 
 Everything runs on ONE fresh tansu broker that this script starts on a free port (and
 stops at the end), with its own temporary directory:
@@ -51,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -915,6 +917,21 @@ def ranking_json(out: Path) -> Optional[list]:
     return found
 
 
+def worker_settings(p: argparse.ArgumentParser, given: list) -> dict:
+    """--worker-setting NAME=VALUE pairs as {name: value}; NAME must be a worker setting."""
+    from agents.settings import Settings
+
+    known = {f.name for f in dataclasses.fields(Settings)} | {"tansu_fetch_wait_ms", "tansu_fix"}  # read elsewhere
+    out = {}
+    for setting in given:
+        name, eq, value = setting.partition("=")
+        name = name.strip().lower()
+        if not eq or name not in known:
+            p.error(f"--worker-setting {setting!r}: expected NAME=VALUE with NAME one of {', '.join(sorted(known))}")
+        out[name] = value
+    return out
+
+
 def run_cli(args: list, env: dict, log: Path) -> Child:
     return Child(args[0], [sys.executable, "-m", "agents.cli", *map(str, args)], env, log)
 
@@ -935,11 +952,13 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--skip-baseline", action="store_true", help="do not run the naive Faust baselines")
     p.add_argument("--skip-floor", action="store_true", help="do not run the latency floor (the pipeline with no work)")
     p.add_argument("--worker-setting", action="append", default=[], metavar="NAME=VALUE",
-                   help="run the worker with HARMRANK_<NAME>=VALUE (repeatable), e.g. batch_window_ms=2")
+                   help="run the worker with HARMRANK_<NAME>=VALUE (repeatable; NAME a worker setting), "
+                        "e.g. batch_window_ms=2")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, data)")
     args = p.parse_args(argv)
     if args.events < 1 or args.partitions < 1 or args.latency_rate <= 0 or args.latency_seconds <= 0:
         p.error("--events, --partitions, --latency-rate and --latency-seconds must be positive")
+    args.worker_settings = worker_settings(p, args.worker_setting)
 
     from agents.broker import free_port
     from streams.simulate import generate
@@ -999,12 +1018,9 @@ def main(argv: Optional[list] = None) -> int:
         token = secrets.token_hex(16)
         data_dir = tmp / "worker-data"
         env = clean_env(broker=broker.url, data_dir=data_dir, clock="event", web_port=port,
-                        api_token=token, partitions=args.partitions)
-        for setting in args.worker_setting:
-            name, _, value = setting.partition("=")
-            env["HARMRANK_" + name.upper()] = value
-        if args.worker_setting:
-            say(f"  worker settings: {', '.join('HARMRANK_' + s for s in args.worker_setting)}")
+                        api_token=token, partitions=args.partitions, **args.worker_settings)
+        if args.worker_settings:
+            say("  worker settings: " + ", ".join(f"HARMRANK_{k.upper()}={v}" for k, v in args.worker_settings.items()))
         t_launch = time.time()
         child = run_cli(["worker"], env, tmp / "worker.log")
         CHILDREN.append(child)

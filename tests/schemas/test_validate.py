@@ -23,6 +23,7 @@ from schemas.events import (
 )
 from schemas.harm_table import HarmEntry, HarmTable, load_harm_table
 from schemas.validate import (
+    MAX_ID_CHARS,
     MAX_MESSAGE_BYTES,
     REJECTION_CODES,
     SCHEMA_EXPRESSIBLE_CODES,
@@ -34,6 +35,7 @@ from schemas.validate import (
     parse_timestamp,
     validate,
 )
+from schemas.validate import _accept_fast, _validate_every_rule  # the fast path and the reference
 
 TABLE = HarmTable([HarmEntry("019/08", "Rape", 182500, True), HarmEntry("105/01", "Common assault", 100, True),
                    HarmEntry("092/30", "Supply class A", 54750, False)], source="test")
@@ -541,8 +543,6 @@ def test_timestamp_round_trip(when, offset_min, sep):
 # validate() first tries _accept_fast, which may only ever accept, and only what the reference
 # (_validate_every_rule) returns for the same message: these tests hold the two side by side.
 
-from schemas.validate import _accept_fast, _validate_every_rule  # noqa: E402
-
 
 def agree(raw: bytes, now=None, table=TABLE):
     """The fast path declines (None) or returns exactly the reference's event; returns the fast answer."""
@@ -594,7 +594,35 @@ def test_fast_path_declines_duplicate_keys_the_reference_rejects(raw):
     b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"999/99",'
     b'"suspects":[],"victims":[]}',  # unknown offence code
     b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
-    b'"suspects":[],"victims":[{"id":"V1","sex":"X"}],"vawg":null}',
+    b'"suspects":[],"victims":[{"id":"V1","sex":"X"}]}',  # a victim sex
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[],"victims":[{"id":"V1","sex":"F"}],"vawg":null}',  # vawg null
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[],"victims":[{"id":"V1","sex":"F"}],"vawg":1}',  # vawg 1
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[""],"victims":[]}',  # an empty suspect id
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":["S1",2],"victims":[]}',  # a suspect id not a string
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[],"victims":[1]}',  # a victim not an object
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[],"victims":[{"id":"V1"}]}',  # a victim without sex
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[],"victims":[{"sex":"F"}]}',  # a victim without id
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":{},"victims":[]}',  # suspects not a list
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/08",'
+    b'"suspects":[],"victims":{}}',  # victims not a list
+    b'{"event_id":"e1","type":"report.recorded","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"19/08",'
+    b'"suspects":[],"victims":[]}',  # a malformed offence code
+    b'{"event_id":"e1","type":"report.reclassified","at":"2025-03-01T10:00:00Z","crime_ref":"C1","offence_code":"019/8"}',
+    b'{"event_id":"e1","type":"suspects.merged","at":"2025-03-01T10:00:00Z","suspect_id":"S1","into":""}',
+    b'{"event_id":"e1","type":"suspects.merged","at":"2025-03-01T10:00:00Z","suspect_id":"","into":"S1"}',
+    b'{"event_id":"e1","type":"suspect.linked","at":"2025-03-01T10:00:00Z","crime_ref":"C1","suspect_id":7}',
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","type":"x"}',
+    b'{"event_id":"' + b'e' * (MAX_ID_CHARS + 1) + b'","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1"}',
+    b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"' + 'é'.encode() * (MAX_ID_CHARS + 1)
+    + b'"}',
     b'[1]', b'{}', b'\xef\xbb\xbf{}', b'\xff',
     # nested deeper than orjson writes back (it reads it): the reference takes it, or says too deep
     b'{"event_id":"e1","type":"report.cancelled","at":"2025-03-01T10:00:00Z","crime_ref":"C1","n":'
@@ -606,6 +634,28 @@ def test_fast_path_declines_what_it_cannot_vouch_for(raw):
     assert agree(raw) is None
 
 
+def test_fast_path_caches_stay_small_whatever_the_timestamps():
+    from schemas import validate as module
+
+    before = len(module._suffixes)
+    for i in range(50):
+        assert module._fast_timestamp("2025-03-01T10:00:00." + "1" * (10_000 + i) + "Z") is not None
+    assert len(module._suffixes) == before  # long fractions are not kept
+    assert all(len(key) <= 16 for key in module._suffixes)
+
+
+def test_fast_path_declines_a_malformed_code_even_if_a_table_holds_it():
+    table = HarmTable([HarmEntry("19/08", "Rape", 182500, True)], source="test")
+    raw = json.dumps(with_("report.reclassified", offence_code="19/08")).encode()
+    assert agree(raw, table=table) is None
+    assert rejected(raw, "bad_field", table=table)
+
+
+def test_fast_path_takes_ids_of_the_longest_length():
+    long_id = "😀" * MAX_ID_CHARS  # 128 characters, 512 bytes
+    assert agree(json.dumps(with_("suspects.merged", into=long_id), ensure_ascii=False).encode()) is not None
+
+
 def test_fast_path_declines_a_future_timestamp():
     raw = json.dumps(BASE["report.cancelled"]).encode()
     assert agree(raw, now=AT_US - US_PER_DAY) is not None  # exactly one day ahead: accepted
@@ -613,7 +663,10 @@ def test_fast_path_declines_a_future_timestamp():
     assert rejected(raw, "future_timestamp", now_us=AT_US - US_PER_DAY - 1)
 
 
-ids = st.text(alphabet=st.sampled_from("ab:é \U0001f600\\\"/"), min_size=0, max_size=6)
+ids = (st.text(alphabet=st.sampled_from("ab:é \U0001f600\\\"/"), min_size=0, max_size=6)
+       | st.text(alphabet="ab", min_size=MAX_ID_CHARS - 1, max_size=MAX_ID_CHARS + 1) | st.integers())
+victims = st.lists(st.fixed_dictionaries({"id": ids, "sex": st.sampled_from(["F", "M", "U", "X", ""])},
+                                         optional={"extra": json_values}) | json_values, max_size=3)
 timestamps = st.builds(
     lambda when, offset, sep, spec, zulu: (
         when.astimezone(dt.timezone(dt.timedelta(minutes=offset))).isoformat(sep=sep, timespec=spec)
@@ -623,17 +676,28 @@ timestamps = st.builds(
     st.sampled_from(["seconds", "milliseconds", "microseconds"]), st.sampled_from(["+00:00", "Z", "z"]))
 
 
-@settings(deadline=None, max_examples=300)
+@settings(deadline=None, max_examples=400)
 @given(st.sampled_from(sorted(BASE)), st.dictionaries(st.sampled_from(["event_id", "crime_ref", "suspect_id", "into"]), ids),
-       timestamps | st.text(alphabet="0123456789-:TZ+. ", max_size=30), st.none() | st.booleans(),
+       timestamps | st.text(alphabet="0123456789-:TZ+. ", max_size=30),
+       st.sampled_from(["absent", None, True, False, 1, "true"]),
+       st.none() | st.lists(ids, max_size=3), st.none() | victims,
+       st.sampled_from(["019/08", "092/30", "999/99", "19/08", "019/080", 19]),
        st.dictionaries(st.text(alphabet="ab:", max_size=3), json_values, max_size=2),
        st.sampled_from([(",", ":"), (", ", ": ")]), st.none() | st.sampled_from(FIELDS + ["a:"]),
        st.none() | st.integers(min_value=AT_US - 2 * US_PER_DAY, max_value=AT_US + US_PER_DAY))
-def test_fast_path_agrees_with_the_reference_fuzzed(etype, id_values, at, vawg, extra, separators, repeat, now):
-    """Near-valid messages: odd ids (':' and escapes in them), any timestamp, extra fields, spacing, a repeated key."""
+def test_fast_path_agrees_with_the_reference_fuzzed(etype, id_values, at, vawg, suspects, victim_list, code, extra,
+                                                    separators, repeat, now):
+    """Near-valid messages: odd ids (':' and escapes in them, too long, not strings), any timestamp, odd
+    suspects, victims, codes and vawg flags, extra fields, spacing, a repeated key."""
     obj = dict(BASE[etype], at=at, **{k: v for k, v in id_values.items() if k in BASE[etype]})
-    if vawg is not None and "offence_code" in obj:
-        obj["vawg"] = vawg
+    if "offence_code" in obj:
+        obj["offence_code"] = code
+        if vawg != "absent":
+            obj["vawg"] = vawg
+    if suspects is not None and "suspects" in obj:
+        obj["suspects"] = suspects
+    if victim_list is not None and "victims" in obj:
+        obj["victims"] = victim_list
     obj.update(extra)
     text = json.dumps(obj, separators=separators, ensure_ascii=False)
     if repeat is not None:  # the same key once more, as the last member
