@@ -91,10 +91,12 @@ SCHEMA_EXPRESSIBLE_CODES: tuple[str, ...] = ("not_object", "unknown_type", "miss
 
 _UTC = _dt.timezone.utc
 _OFFENCE_CODE_RE = re.compile(r"^[0-9]{3}/[0-9]{2}$")
-_TIMESTAMP_RE = re.compile(
-    r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
-    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))$"
-)
+# The parts of an RFC 3339 timestamp, the whole pattern and the fast path's lookups alike
+# (groups: year, month, day; hour, minute, second; fraction, Z, offset sign, hours, minutes).
+_DATE_PART = r"([0-9]{4})-([0-9]{2})-([0-9]{2})"
+_TIME_PART = r"([0-9]{2}):([0-9]{2}):([0-9]{2})"
+_SUFFIX_PART = r"(?:\.([0-9]+))?(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))"
+_TIMESTAMP_RE = re.compile(f"^{_DATE_PART}[Tt ]{_TIME_PART}{_SUFFIX_PART}$")
 
 
 @dataclass(frozen=True)
@@ -353,9 +355,9 @@ def _colons(value: Any) -> int:
     return 0
 
 
-_DATE_RE = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})")
-_TIME_RE = re.compile(r"([0-9]{2}):([0-9]{2}):([0-9]{2})")
-_SUFFIX_RE = re.compile(r"(?:\.([0-9]+))?(?:[Zz]|([+-])([0-9]{2}):([0-9]{2}))")
+_DATE_RE = re.compile(_DATE_PART)
+_TIME_RE = re.compile(_TIME_PART)
+_SUFFIX_RE = re.compile(_SUFFIX_PART)
 _MISSING = object()
 _dates: dict[str, Optional[int]] = {}  # "YYYY-MM-DD" -> days from 1970-01-01, or None: not a date the fast path takes
 _times: dict[str, Optional[int]] = {}  # "HH:MM:SS" -> seconds into the day, or None
@@ -392,9 +394,9 @@ def _suffix(text: str) -> Optional[tuple]:
     m = _SUFFIX_RE.fullmatch(text)
     if m is None:
         return None
-    frac, sign, oh, om = m.groups()
+    frac, zulu, sign, oh, om = m.groups()
     micro = int((frac + "000000")[:6]) if frac else 0
-    if sign is None:
+    if zulu:
         return micro, 0
     oh, om = int(oh), int(om)
     if oh > 23 or om > 59:
