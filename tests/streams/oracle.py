@@ -100,6 +100,20 @@ class Oracle:
         out.update(self.standings(as_of))
         return out
 
+    def allegations(self, suspect, as_of=None):
+        """crime_ref -> (code, days Decimal, vawg, recorded_at, victim ids) of his allegations in the window."""
+        as_of = self.as_of if as_of is None else as_of
+        out = {}
+        for ref, rep in self.reports.items():
+            if (rep["cancelled"] or as_of is None or not (as_of - self.window < rep["recorded_at"] <= as_of)
+                    or suspect not in {self.resolve(s) for s in rep["suspects"]}):
+                continue
+            days, code_vawg = self.harm[rep["code"]]
+            vawg = rep["flag"] if rep["flag"] is not None else (
+                code_vawg and any(sex == "F" for _, sex in rep["victims"]))
+            out[ref] = (rep["code"], days, vawg, rep["recorded_at"], tuple(vid for vid, _ in rep["victims"]))
+        return out
+
     def ranking(self, as_of=None, top_n=None):
         """[(rank, suspect, score Decimal, allegations, newest, victims)] of the top N."""
         rows = [(s, *v) for s, v in self.standings(as_of).items() if v[1] >= self.min_allegations]
@@ -139,9 +153,10 @@ class EventOracle:
     - "last_change" (what the core does): the phase that last changed his profile
       names it: the event's kind (a correction: corrected; a merge: merged; a
       report or a link: displaced), else the clock (expired); untouched: displaced.
-    - "spec" (SPEC §3 read literally): merged if his record was merged away;
-      corrected if the event is a correction that lowered him; expired if the clock
-      lowered him; otherwise, even when an event raised him, displaced.
+    - "spec" (SPEC §3 read literally): merged if his record was merged away and
+      that lowered him; corrected if the event is a correction that lowered him;
+      expired if the clock lowered him; otherwise, even when an event raised him,
+      displaced.
 
     Each predicted exit carries both: `reason` by the chosen rule, `spec_reason`.
     `ranking.updated` follows SPEC §3: a member still in whose score, allegations
@@ -214,7 +229,7 @@ class EventOracle:
             if ev is not None and mid != after:
                 return _EVENT_REASON[type(ev)]
             return "expired" if before != mid else "displaced"
-        if s in self.oracle.aliases:
+        if isinstance(ev, SuspectsMerged) and s in self.oracle.aliases and _order(after) > _order(mid):
             return "merged"
         if isinstance(ev, _CORRECTIONS) and _order(after) > _order(mid):
             return "corrected"

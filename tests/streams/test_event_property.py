@@ -16,7 +16,10 @@ from decimal import Decimal
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from streams.ledger import Ledger
 from streams.pipeline import Pipeline
+from streams.ranker import Ranker
+from streams.register import Register
 from tests.streams.helpers import (DAY, T0, FakeHarm, cancelled, linked, merged, recorded, reclassified,
                                    unlinked)
 from tests.streams.oracle import EventOracle, Oracle
@@ -55,6 +58,7 @@ ops = st.one_of(
     st.tuples(st.just("dup"), st.integers(0, 4)),  # an earlier event sent again
     st.tuples(st.just("reuse"), st.integers(0, 4), crime_ops),  # an earlier event's id on new content
     st.tuples(st.just("tick"),),  # the wall clock moves with no input
+    st.tuples(st.just("restart"),),  # the stages start again over their stores
 )
 # Whole hours and days, so recorded_at ties too; sometimes late (clock stays).
 gaps = st.sampled_from([0, 0, HOUR, HOUR, 6 * HOUR, 12 * HOUR, DAY, -DAY])
@@ -120,6 +124,26 @@ def compare(emitted: list, predicted: list, top_n: int, members: set) -> None:
     assert entered_ranks == sorted(entered_ranks)
 
 
+def restart(pipe: Pipeline, harm, top_n, window_days, least, capacity) -> None:
+    """Build the stages anew over the stores they left, as a worker does after a crash."""
+    pipe.register = Register(pipe.register.store, harm)
+    pipe.ledger = Ledger(pipe.ledger.store, top_n, window_days, least, capacity)
+    pipe.ranker = Ranker(pipe.ranker.store, top_n)
+
+
+def check_state(pipe: Pipeline, oracle: EventOracle) -> None:
+    """The ranking, each suspect's allegations in the window and the ledger's counts, as the oracle has them."""
+    o = oracle.oracle
+    ranking = [(r, s, summ.score, summ.allegations, summ.newest, summ.victims) for r, s, summ in pipe.ranking()]
+    assert ranking == [(r, s, int(sc * 100), n, nw, v) for r, s, sc, n, nw, v in o.ranking()]
+    profiles = o.profiles()
+    for s in SUSPECTS:
+        got = {ref: (a.code, a.cents, a.vawg, a.recorded_at, a.victims) for ref, a in pipe.ledger.allegations(s).items()}
+        assert got == {ref: (c, int(d * 100), v, r, vs) for ref, (c, d, v, r, vs) in o.allegations(s).items()}, s
+    eligible = sum(1 for p in profiles.values() if p[1] >= o.min_allegations)
+    assert pipe.ledger.stats() == (len(profiles), eligible)
+
+
 def check(config, seq, harm=TIE_HARM) -> None:
     top_n, window_days, least, capacity = config
     pipe = Pipeline(harm, top_n=top_n, window_days=window_days, min_allegations=least, book_capacity=capacity)
@@ -129,7 +153,10 @@ def check(config, seq, harm=TIE_HARM) -> None:
     history: list = []
     for op, dt in seq:
         at = max(T0, at + dt)
-        if op[0] == "tick":
+        if op[0] == "restart":
+            restart(pipe, harm, *config)
+            predicted = []
+        elif op[0] == "tick":
             predicted = oracle.advance(at)
             if oracle.oracle.as_of is not None:
                 pipe.advance(oracle.oracle.as_of)
@@ -143,8 +170,7 @@ def check(config, seq, harm=TIE_HARM) -> None:
             got = outcome.status if outcome.status != "rejected" else outcome.rejection[0]
             assert got == want, (ev, got, want)
         compare(pipe.flush(), predicted, top_n, members)
-        ranking = [(r, s, summ.score, summ.allegations, summ.newest, summ.victims) for r, s, summ in pipe.ranking()]
-        assert ranking == [(r, s, int(sc * 100), n, nw, v) for r, s, sc, n, nw, v in oracle.oracle.ranking()]
+        check_state(pipe, oracle)
         assert members == set(oracle.members)
 
 
