@@ -1,11 +1,13 @@
-"""Small builders shared by the core tests: a harm table and event constructors."""
+"""Small builders shared by the core tests: a harm table, event constructors, a JSON-backed store."""
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import NamedTuple
 
 from schemas.events import (US_PER_DAY, ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
                             SuspectsMerged, SuspectUnlinked, Victim)
+from streams.store import DictStore
 
 T0 = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z in epoch microseconds
 DAY = US_PER_DAY
@@ -74,3 +76,26 @@ def unlinked(ref, suspect, at):
 
 def merged(src, into, at):
     return SuspectsMerged(eid(), at, src, into)
+
+
+class JsonStore(DictStore):
+    """A Store that keeps each value as JSON text, as the worker's RocksDB tables do.
+
+    A value read is a fresh copy, so a change the core makes in place and does not
+    write back is lost here, as it would be in the worker; DictStore would hide it.
+    """
+
+    def __setitem__(self, key, value):
+        super().__setitem__(key, json.dumps(value))
+
+    def __getitem__(self, key):
+        return json.loads(super().__getitem__(key))
+
+    def get(self, key, default=None):
+        text = super().get(key)
+        return default if text is None else json.loads(text)
+
+    def scan(self, prefix):
+        for key, text in list(self.items()):
+            if key.startswith(prefix):
+                yield key, json.loads(text)

@@ -20,8 +20,8 @@ from streams.ledger import Ledger
 from streams.pipeline import Pipeline
 from streams.ranker import Ranker
 from streams.register import Register
-from tests.streams.helpers import (DAY, T0, FakeHarm, cancelled, linked, merged, recorded, reclassified,
-                                   unlinked)
+from tests.streams.helpers import (DAY, T0, FakeHarm, JsonStore, cancelled, linked, merged, recorded,
+                                   reclassified, unlinked)
 from tests.streams.oracle import EventOracle, Oracle
 
 HOUR = DAY // 24
@@ -131,6 +131,14 @@ def restart(pipe: Pipeline, harm, top_n, window_days, least, capacity) -> None:
     pipe.ranker = Ranker(pipe.ranker.store, top_n)
 
 
+def json_backed(pipe: Pipeline, harm, top_n, window_days, least, capacity) -> Pipeline:
+    """The pipeline's stages over stores that copy every value (as RocksDB does), not share it."""
+    pipe.register = Register(JsonStore(), harm)
+    pipe.ledger = Ledger(JsonStore(), top_n, window_days, least, capacity)
+    pipe.ranker = Ranker(JsonStore(), top_n)
+    return pipe
+
+
 def check_state(pipe: Pipeline, oracle: EventOracle) -> None:
     """The ranking, each suspect's allegations in the window and the ledger's counts, as the oracle has them."""
     o = oracle.oracle
@@ -146,7 +154,8 @@ def check_state(pipe: Pipeline, oracle: EventOracle) -> None:
 
 def check(config, seq, harm=TIE_HARM) -> None:
     top_n, window_days, least, capacity = config
-    pipe = Pipeline(harm, top_n=top_n, window_days=window_days, min_allegations=least, book_capacity=capacity)
+    pipe = json_backed(Pipeline(harm, top_n=top_n, window_days=window_days, min_allegations=least,
+                                book_capacity=capacity), harm, *config)
     oracle = EventOracle(Oracle(harm.oracle_view(), top_n=top_n, window_days=window_days, min_allegations=least))
     members: set = set()
     at = T0

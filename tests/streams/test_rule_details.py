@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
+
 from streams.book import TopBook
 from streams.messages import (Allegation, AllegationUpdate, CandidateUpdate, Summary, allegation_update_from_json,
                               allegation_update_to_json, candidate_update_from_json, candidate_update_to_json)
@@ -48,3 +50,188 @@ def test_bounded_book_trims_halfway_down_to_n():
     assert book.truncated
     assert len(book) == 2 + (10 - 2) // 2
     assert book.members() == ["S00", "S01"]
+
+
+def test_book_answers_for_held_and_unheld_idents():
+    book = TopBook(1)
+    book.update("A", (1, "A"))
+    book.update("B", (2, "B"))
+    assert ("A" in book, "B" in book, "C" in book) == (True, True, False)
+    assert (book.key("B"), book.key("C")) == ((2, "B"), None)
+    assert (book.rank("A"), book.rank("B"), book.rank("C")) == (1, 2, None)
+    assert book.threshold() == (1, "A")
+    assert book.top(2) == [(1, "A"), (2, "B")]
+
+
+def test_ranker_threshold_is_the_member_at_rank_n():
+    from streams.messages import Summary
+    from streams.ranker import Ranker
+    from streams.store import DictStore
+
+    rk = Ranker(DictStore(), top_n=2)
+    rk.apply(CandidateUpdate("A", True, Summary(500, 2, 10, 1), "added", "e1"))
+    assert rk.threshold() is None  # fewer than N
+    rk.apply(CandidateUpdate("B", True, Summary(900, 2, 10, 1), "added", "e2"))
+    assert rk.threshold() == Summary(500, 2, 10, 1)
+
+
+def test_book_skips_a_members_stale_copy_at_the_head_of_the_heap():
+    """M's old key stays in the heap after he enters by a better one; when X leaves, the
+    promotion must look past that copy to the best waiting entry, W."""
+    from tests.streams.test_book import run
+
+    seq = [("X", (1,)), ("Y", (2,)), ("M", (3,)), ("W", (4,)), ("M", (0,)), ("Y", (5,)), ("X", None)]
+    book = run(2, None, seq)
+    assert book.members() == ["M", "W"]
+
+
+# -- register ------------------------------------------------------------------
+
+
+def register():
+    from streams.register import Register
+    from streams.store import DictStore
+    from tests.streams.helpers import HARM
+
+    return Register(DictStore(), HARM)
+
+
+def test_rejection_names_its_ids_and_moves_nothing():
+    from tests.streams.helpers import T0, merged, recorded
+
+    reg = register()
+    reg.apply(recorded("C1", "105/01", ["A"], T0))
+    reg.apply(merged("A", "B", T0))
+    out = reg.apply(merged("B", "A", T0))
+    assert (out.status, out.rejection[0], out.updates) == ("rejected", "self_merge", [])
+    assert "'B'" in out.rejection[1] and "'A'" in out.rejection[1]
+
+
+def test_link_adds_with_why_added():
+    from tests.streams.helpers import T0, linked, recorded
+
+    reg = register()
+    reg.apply(recorded("C1", "105/01", ["A"], T0))
+    (update,) = reg.apply(linked("C1", "B", T0 + 1)).updates
+    assert (update.suspect, update.crime_ref, update.why) == ("B", "C1", "added")
+
+
+def test_merge_of_two_on_one_report_leaves_no_stale_index_entry():
+    """A and B share C1; A merges into B; B is unlinked from C1; B merges into D: D must not get C1."""
+    from tests.streams.helpers import T0, linked, merged, recorded, unlinked
+
+    reg = register()
+    reg.apply(recorded("C1", "105/01", ["A", "B"], T0))
+    reg.apply(merged("A", "B", T0 + 1))
+    reg.apply(unlinked("C1", "B", T0 + 2))
+    assert reg.apply(merged("B", "D", T0 + 3)).updates == []
+    assert reg.report("C1")[4] == []
+    (update,) = reg.apply(linked("C1", "D", T0 + 4)).updates  # D is not on C1, so linking him adds him
+    assert update.suspect == "D"
+
+
+def test_alias_chains_resolve_up_to_the_defensive_bound():
+    from streams.register import resolve
+    from streams.store import DictStore
+
+    chain = DictStore({f"al:S{i}": f"S{i + 1}" for i in range(10_000)})
+    assert resolve(chain, "S0") == "S10000"
+    chain["al:S10000"] = "S10001"
+    with pytest.raises(RuntimeError):
+        resolve(chain, "S0")
+    cycle = DictStore({"al:A": "B", "al:B": "A"})
+    with pytest.raises(RuntimeError):
+        resolve(cycle, "A")
+
+
+# -- ranking order -------------------------------------------------------------
+
+
+def test_equal_scores_rank_more_allegations_first_in_the_ranker():
+    """20 days in one allegation against 2 x 10 days: the second ranks first (SPEC §1), in the
+    ranking and in the entered events' ranks."""
+    from streams.pipeline import Pipeline
+    from tests.streams.helpers import T0, recorded
+    from tests.streams.test_event_property import TIE_HARM
+
+    p = Pipeline(TIE_HARM, top_n=2, min_allegations=1)
+    p.apply(recorded("C1", "105/01", ["ONE"], T0 + 5))
+    assert [(e["suspect_id"], e["rank"]) for e in p.flush()] == [("ONE", 1)]
+    p.apply(recorded("C2", "008/06", ["TWO"], T0))
+    p.apply(recorded("C3", "008/10", ["TWO"], T0 + 1))
+    assert [(e["suspect_id"], e["rank"]) for e in p.flush()] == [("TWO", 1)]
+    assert [s for _, s, _ in p.ranking()] == ["TWO", "ONE"]
+
+
+# -- ranker ----------------------------------------------------------------------
+
+
+def ranker(store=None, top_n=1):
+    from streams.ranker import Ranker
+    from streams.store import DictStore
+
+    return Ranker(DictStore() if store is None else store, top_n)
+
+
+def test_ranker_clock_only_moves_forward():
+    """Partitions' ledgers pass their own clocks; the ranker keeps the newest."""
+    rk = ranker()
+    rk.advance(1)
+    assert rk.as_of == 1
+    rk.advance(10)
+    rk.advance(5)
+    assert rk.as_of == 10
+
+
+def test_ranker_restart_announces_with_the_clock_and_the_candidates_standing():
+    """A crash after apply and before flush: the restarted ranker, once an update touches it (here
+    one that changes nothing at the top), announces the difference, caused by its clock,
+    carrying each one's standing."""
+    from schemas.events import us_to_iso
+    from streams.messages import Summary
+    from streams.store import DictStore
+    from tests.streams.helpers import T0
+
+    store = DictStore()
+    rk = ranker(store)
+    rk.advance(T0)
+    rk.apply(CandidateUpdate("A", True, Summary(500, 2, T0, 1), "added", "e1"))
+    rk.flush()
+    rk.apply(CandidateUpdate("B", True, Summary(900, 2, T0, 1), "added", "e2"))
+    again = ranker(store)
+    again.apply(CandidateUpdate("C", False, None, "displaced", "e3"))
+    got = [(e["type"], e["suspect_id"], e.get("reason"), e["score"], e["cause"]) for e in again.flush()]
+    clock = "clock:" + us_to_iso(T0)
+    assert got == [("ranking.exited", "A", "displaced", 5.0, clock), ("ranking.entered", "B", None, 9.0, clock)]
+
+
+def test_each_stateful_rejection_names_the_crime_ref():
+    """The detail goes to the dead letter with the reason: it says which report."""
+    from tests.streams.helpers import T0, cancelled, linked, recorded
+
+    reg = register()
+    reg.apply(recorded("C1", "105/01", ["A"], T0))
+    reg.apply(cancelled("C1", T0))
+    outcomes = [reg.apply(recorded("C1", "105/01", ["A"], T0)), reg.apply(linked("C9", "A", T0)),
+                reg.apply(linked("C1", "A", T0))]
+    got = [(o.rejection[0], "'C9'" in o.rejection[1] or "'C1'" in o.rejection[1], o.updates) for o in outcomes]
+    assert got == [("already_recorded", True, []), ("unknown_crime_ref", True, []), ("cancelled_crime_ref", True, [])]
+
+
+# -- ledger ----------------------------------------------------------------------
+
+
+def test_ledger_moves_its_own_clock_to_an_updates_at():
+    """Fed by a topic (no advance() first), the ledger takes the clock from each update's `at`:
+    an allegation already outside the window at that clock is not kept."""
+    from streams.ledger import Ledger
+    from streams.messages import Allegation, AllegationUpdate
+    from streams.store import DictStore
+    from tests.streams.helpers import DAY, T0
+
+    led = Ledger(DictStore(), top_n=1, window_days=5, min_allegations=1)
+    old = Allegation("105/01", 500, True, T0, ("V1",))
+    led.apply(AllegationUpdate("A", "C1", old, "added", "e1", T0 + 10 * DAY))
+    assert (led.as_of, led.summary("A")) == (T0 + 10 * DAY, None)
+    led.apply(AllegationUpdate("B", "C2", old._replace(recorded_at=T0 + 9 * DAY), "added", "e2", T0 + 10 * DAY))
+    assert led.summary("B") == (500, 1, T0 + 9 * DAY, 1)
