@@ -60,8 +60,9 @@ ops = st.one_of(
     st.tuples(st.just("tick"),),  # the wall clock moves with no input
     st.tuples(st.just("restart"),),  # the stages start again over their stores
 )
-# Whole hours and days, so recorded_at ties too; sometimes late (clock stays).
-gaps = st.sampled_from([0, 0, HOUR, HOUR, 6 * HOUR, 12 * HOUR, DAY, -DAY])
+# Mostly whole hours and days, so recorded_at ties too; sometimes late (clock stays), also
+# within one hour (an earlier time lands before later ones of the same expiry bucket).
+gaps = st.sampled_from([0, 0, HOUR, HOUR, 6 * HOUR, 12 * HOUR, DAY, -DAY, HOUR // 6, -HOUR // 3])
 steps = st.lists(st.tuples(ops, gaps), min_size=15, max_size=60)
 configs = st.tuples(st.sampled_from([1, 2, 3]),  # top_n
                     st.sampled_from([1, 2, 3, 7]),  # window_days
@@ -140,7 +141,8 @@ def json_backed(pipe: Pipeline, harm, top_n, window_days, least, capacity) -> Pi
 
 
 def check_state(pipe: Pipeline, oracle: EventOracle) -> None:
-    """The ranking, each suspect's allegations in the window and the ledger's counts, as the oracle has them."""
+    """The ranking, each suspect's allegations and standing in the window, and the ledger's counts,
+    as the oracle has them."""
     o = oracle.oracle
     ranking = [(r, s, summ.score, summ.allegations, summ.newest, summ.victims) for r, s, summ in pipe.ranking()]
     assert ranking == [(r, s, int(sc * 100), n, nw, v) for r, s, sc, n, nw, v in o.ranking()]
@@ -148,6 +150,8 @@ def check_state(pipe: Pipeline, oracle: EventOracle) -> None:
     for s in SUSPECTS:
         got = {ref: (a.code, a.cents, a.vawg, a.recorded_at, a.victims) for ref, a in pipe.ledger.allegations(s).items()}
         assert got == {ref: (c, int(d * 100), v, r, vs) for ref, (c, d, v, r, vs) in o.allegations(s).items()}, s
+        want = profiles.get(s)
+        assert pipe.ledger.summary(s) == (None if want is None else (int(want[0] * 100), *want[1:])), s
     eligible = sum(1 for p in profiles.values() if p[1] >= o.min_allegations)
     assert pipe.ledger.stats() == (len(profiles), eligible)
 

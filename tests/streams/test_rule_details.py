@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from schemas.events import us_to_iso
 from streams.book import TopBook
 from streams.messages import (Allegation, AllegationUpdate, CandidateUpdate, Summary, allegation_update_from_json,
                               allegation_update_to_json, candidate_update_from_json, candidate_update_to_json)
@@ -56,11 +57,16 @@ def test_book_answers_for_held_and_unheld_idents():
     book = TopBook(1)
     book.update("A", (1, "A"))
     book.update("B", (2, "B"))
-    assert ("A" in book, "B" in book, "C" in book) == (True, True, False)
-    assert (book.key("B"), book.key("C")) == ((2, "B"), None)
-    assert (book.rank("A"), book.rank("B"), book.rank("C")) == (1, 2, None)
+    book.update("C", (3, "C"))
+    assert ("A" in book, "B" in book, "D" in book) == (True, True, False)
+    assert (book.key("B"), book.key("D")) == ((2, "B"), None)
+    assert [book.rank(i) for i in "ABCD"] == [1, 2, 3, None]
     assert book.threshold() == (1, "A")
     assert book.top(2) == [(1, "A"), (2, "B")]
+    wide = TopBook(2)
+    for ident, rank in [("A", 1), ("B", 2), ("C", 3)]:
+        wide.update(ident, (rank, ident))
+    assert (wide.top(1), wide.top()) == ([(1, "A")], [(1, "A"), (2, "B")])
 
 
 def test_ranker_threshold_is_the_member_at_rank_n():
@@ -235,3 +241,55 @@ def test_ledger_moves_its_own_clock_to_an_updates_at():
     assert (led.as_of, led.summary("A")) == (T0 + 10 * DAY, None)
     led.apply(AllegationUpdate("B", "C2", old._replace(recorded_at=T0 + 9 * DAY), "added", "e2", T0 + 10 * DAY))
     assert led.summary("B") == (500, 1, T0 + 9 * DAY, 1)
+
+
+def test_lowered_by_the_clock_then_overtaken_keeps_reason_expired():
+    """M's older allegation ages out as the clock reaches X's new report, which lifts X above M:
+    the exit names the clock's change to M, not the displacement that followed."""
+    from streams.pipeline import Pipeline
+    from tests.streams.helpers import DAY, T0, recorded
+    from tests.streams.test_event_property import TIE_HARM
+
+    p = Pipeline(TIE_HARM, top_n=1, window_days=1, min_allegations=1)
+    for ev in [recorded("M1", "008/06", ["M"], T0), recorded("M2", "105/01", ["M"], T0 + DAY // 2),
+               recorded("X1", "105/01", ["X"], T0 + DAY // 2)]:
+        p.apply(ev)
+    p.flush()
+    last = recorded("X2", "008/06", ["X"], T0 + DAY)
+    p.apply(last)
+    got = [(e["type"], e["suspect_id"], e.get("reason"), e["cause"]) for e in p.flush()]
+    assert got[0] == ("ranking.exited", "M", "expired", "clock:" + us_to_iso(T0 + DAY))
+    assert got[1][:2] == ("ranking.entered", "X")
+
+
+def test_ledger_batch_of_two_events_about_one_suspect_keeps_the_last_cause():
+    """A batch from the topic can hold two events' updates of one suspect; the run summed at once
+    is one event's only, so the candidate update names the last event as its cause."""
+    from streams.ledger import Ledger
+    from streams.messages import Allegation, AllegationUpdate
+    from streams.store import DictStore
+    from tests.streams.helpers import T0
+
+    led = Ledger(DictStore(), top_n=1, window_days=5, min_allegations=1)
+    alleg = Allegation("105/01", 500, True, T0, ("V1",))
+    led.apply_many([AllegationUpdate("A", "C1", alleg, "added", "e1", T0),
+                    AllegationUpdate("A", "C2", alleg, "added", "e2", T0)])
+    (update,) = led.flush()
+    assert (update.suspect, update.cause, update.summary) == ("A", "e2", (1000, 2, T0, 1))
+
+
+def test_rebuilt_bounded_book_holds_no_key_below_what_it_dropped():
+    """Rebuilt from five entries with room for three, the book must not later hold a key worse
+    than the ones it dropped: when its members leave, the dropped ones come back by refill."""
+    truth = {i: (i, i) for i in range(1, 6)}
+    book = TopBook(1, 3, lambda: list(truth.values()))
+    book.rebuild(truth.values())
+    assert (book.refills, len(book), book.truncated) == (1, 3, True)
+    for ident, key in [(2, None), (6, (6, 6)), (1, None), (3, None)]:
+        if key is None:
+            del truth[ident]
+        else:
+            truth[ident] = key
+        book.update(ident, key)
+        assert book.members() == [min(truth.values())[-1]]
+    assert book.refills == 2  # the last departure left the top empty: refilled once
