@@ -293,3 +293,15 @@ def test_rebuilt_bounded_book_holds_no_key_below_what_it_dropped():
         book.update(ident, key)
         assert book.members() == [min(truth.values())[-1]]
     assert book.refills == 2  # the last departure left the top empty: refilled once
+
+
+def test_stage_defaults_are_the_spec_defaults():
+    """SPEC §5: TOP_N 100, WINDOW_DAYS 365, MIN_ALLEGATIONS 2."""
+    from schemas.events import US_PER_DAY
+    from streams.ledger import Ledger
+    from streams.ranker import Ranker
+    from streams.store import DictStore
+
+    led = Ledger(DictStore())
+    assert (led.top_n, led.window_us, led.min_allegations) == (100, 365 * US_PER_DAY, 2)
+    assert Ranker(DictStore()).top_n == 100
