@@ -143,7 +143,7 @@ def test_alias_chains_resolve_up_to_the_defensive_bound():
     chain = DictStore({f"al:S{i}": f"S{i + 1}" for i in range(10_000)})
     assert resolve(chain, "S0") == "S10000"
     chain["al:S10000"] = "S10001"
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="^alias chain too long$"):
         resolve(chain, "S0")
     cycle = DictStore({"al:A": "B", "al:B": "A"})
     with pytest.raises(RuntimeError):
@@ -305,3 +305,29 @@ def test_stage_defaults_are_the_spec_defaults():
     led = Ledger(DictStore())
     assert (led.top_n, led.window_us, led.min_allegations) == (100, 365 * US_PER_DAY, 2)
     assert Ranker(DictStore()).top_n == 100
+
+
+def test_late_allegations_within_one_expiry_hour_expire_in_time_order():
+    """Allegations of one hour arrive out of time order; the clock then reaches a point inside that
+    hour: exactly those recorded at or before it leave the window."""
+    from streams.ledger import Ledger
+    from streams.messages import Allegation, AllegationUpdate
+    from streams.store import DictStore
+    from tests.streams.helpers import DAY, T0
+
+    minute = DAY // 24 // 60
+    led = Ledger(DictStore(), top_n=1, window_days=1, min_allegations=1)
+    for suspect, ref, minutes in [("A", "C1", 30), ("B", "C2", 40), ("Z", "C3", 30), ("Y", "C4", 10)]:
+        alleg = Allegation("105/01", 500, True, T0 + minutes * minute, ("V1",))
+        led.apply(AllegationUpdate(suspect, ref, alleg, "added", "e-" + ref, T0 + 40 * minute))
+    led.advance(T0 + DAY + 35 * minute)
+    assert {s: sorted(led.allegations(s)) for s in "ABYZ"} == {"A": [], "B": ["C2"], "Y": [], "Z": []}
+
+
+def test_ranker_apply_many_applies_each_in_turn():
+    from streams.messages import Summary
+
+    rk = ranker(top_n=1)
+    rk.apply_many([CandidateUpdate("A", True, Summary(500, 2, 10, 1), "added", "e1"),
+                   CandidateUpdate("B", True, Summary(900, 2, 10, 1), "added", "e2")])
+    assert [(r, s) for r, s, _ in rk.ranking()] == [(1, "B")]
