@@ -3,10 +3,13 @@
 After every input event (or move of the wall clock) the pipeline is flushed and
 its events are compared with `EventOracle`'s: the same suspects enter and exit,
 with the same reasons, ranks, scores, allegations and victims, causes that the
-step allows, exits first, never more than N members. The harm table has many
-codes of equal days, times fall on whole hours and reports name several
-suspects, so ties in score and count are common and the tie-breaks (newest
-recorded_at, then suspect_id) decide who is at the cut.
+step allows, exits first, never more than N members; and the ranking, each
+suspect's allegations and standing and the ledger's counts agree with the oracle.
+The stages run over JSON-backed stores and are restarted over them at random
+points, as a worker's are. The harm table has many codes of equal days, times
+fall mostly on whole hours and reports name several suspects, so ties in score
+and count are common and the tie-breaks (newest recorded_at, then suspect_id)
+decide who is at the cut.
 """
 from __future__ import annotations
 
