@@ -331,3 +331,12 @@ def test_ranker_apply_many_applies_each_in_turn():
     rk.apply_many([CandidateUpdate("A", True, Summary(500, 2, 10, 1), "added", "e1"),
                    CandidateUpdate("B", True, Summary(900, 2, 10, 1), "added", "e2")])
     assert [(r, s) for r, s, _ in rk.ranking()] == [(1, "B")]
+
+
+def test_book_constructor_says_what_is_wrong():
+    with pytest.raises(ValueError, match="^n must be at least 1$"):
+        TopBook(0)
+    with pytest.raises(ValueError, match="^capacity must be at least n$"):
+        TopBook(3, 2, lambda: [])
+    with pytest.raises(ValueError, match="^a bounded book needs a refill source$"):
+        TopBook(3, 5)
