@@ -41,6 +41,7 @@ from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
 from . import codec, faust_store, metrics, tansu_fetch
+from .access import Access, gate
 from .faust_store import ChangelogPipe, PartitionStore, resend_pending
 from .intake import IntakeReader, merge_partition
 from .publish import MERGE_KEY
@@ -186,6 +187,14 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         web_port=settings.web_port,
         web_host=settings.web_host,
         canonical_url=_canonical_url(settings),
+        # Faust's own views (tables, router, stats, graph) would show state to anyone: none is
+        # mounted, and every path but the public ones passes the token gate (agents/access.py).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": [gate(Access(settings.api_token))]},
         stream_wait_empty=False,
         logging_config=None,
     )
