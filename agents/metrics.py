@@ -168,6 +168,14 @@ CONSUMER_LAG = Gauge(
 )
 """Messages waiting for each pipeline stage; growth means the worker cannot keep up."""
 
+STAGE_FAILURES = Counter(
+    "harmrank_stage_failures_total",
+    "Batches a stage failed to work and will try again (the batch is never skipped).",
+    ["stage"],
+    registry=REGISTRY,
+)
+"""A stage that keeps failing holds up its input: /healthz answers 503 meanwhile."""
+
 WORKER_READY = Gauge(
     "harmrank_worker_ready",
     "1 once the worker has recovered its state and serves /readyz, else 0.",
@@ -215,6 +223,7 @@ METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_consumer_lag_messages",
     "harmrank_worker_ready",
     "harmrank_build_info",
+    "harmrank_stage_failures_total",
     "harmrank_processing_latency_seconds",
 )
 
@@ -234,6 +243,7 @@ def prime() -> None:
     for t in OUTPUT_TYPES:
         OUTPUT_EVENTS.labels(type=t)
     for s in STAGES:
+        STAGE_FAILURES.labels(stage=s)
         CONSUMER_LAG.labels(stage=s)
         PROCESSING_LATENCY.labels(stage=s)
     BUILD_INFO.labels(version=VERSION).set(1)
@@ -269,6 +279,7 @@ __all__ = [
     "CLOCK_AS_OF",
     "CONSUMER_LAG",
     "WORKER_READY",
+    "STAGE_FAILURES",
     "BUILD_INFO",
     "PROCESSING_LATENCY",
     "LATENCY_BUCKETS",

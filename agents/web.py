@@ -14,16 +14,18 @@ from faust.types import TP
 from yarl import URL
 
 from schemas.events import US_PER_DAY, us_to_iso
-from streams.ledger import record_allegations, summarise
+from streams.ledger import Ledger
+from streams.messages import Summary
+from streams.partitioning import partition_for
 from streams.register import resolve
 
 from . import metrics
 from .faust_store import PartitionStore
-from .topology import Runtime, partition_for
+from .topology import Runtime
 
 
 def ranking_body(rt: Runtime) -> dict:
-    rk = rt.ranker
+    rk = rt.ranker.ranker if rt.ranker_held else None
     entries = [] if rk is None else [
         {"rank": rank, "suspect_id": suspect, "score": s.score / 100, "allegations": s.allegations,
          "victims": s.victims} for rank, suspect, s in rk.ranking()]
@@ -57,37 +59,34 @@ async def _remote_rank(app, view: web.View, request: web.Request, suspect_id: st
 
 
 def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
-    """His standing explained allegation by allegation, or None if no worker state knows him."""
-    canonical = _canonical(app, suspect_id)
-    merged_into = canonical if canonical != suspect_id else None
-    target = canonical
-    ledger_table = app.tables["ledger"]
-    record = None
-    for partition in list(ledger_table.data._dbs):
-        record = PartitionStore(ledger_table, partition).get("p:" + target)
-        if record is not None:
-            break
-    if record is None and merged_into is None:
-        return None
+    """His standing explained allegation by allegation (the ledger's read model), or None if nobody knows him."""
+    target = _canonical(app, suspect_id)
+    merged = target != suspect_id
     settings = rt.settings
+    partition = partition_for(target, settings.partitions)
+    ledger_table = app.tables["ledger"]
+    explained = None
+    if partition in ledger_table.data._dbs:  # held here (else the owner answered)
+        ledger = Ledger(PartitionStore(ledger_table, partition), settings.top_n, settings.window_days,
+                        settings.min_allegations)
+        explained = ledger.explain(target)
+    if explained is None and not merged:
+        return None
+    summary = explained.summary if explained is not None else Summary(0, 0, 0, 0)
     window_us = settings.window_days * US_PER_DAY
-    summary = summarise(record)
-    harm = rt.harm
     allegations, linked = [], []
-    for crime_ref, (code, cents, vawg, recorded_at, victims) in sorted(record_allegations(record).items(),
-                                                                       key=lambda kv: kv[1][3]):
-        entry = harm.get(code)
-        row = {"crime_ref": crime_ref, "offence_code": code, "title": entry.title if entry else "",
-               "days": cents / 100, "recorded_at": us_to_iso(recorded_at), "vawg": vawg,
-               "leaves_window_at": us_to_iso(recorded_at + window_us)}
-        (allegations if vawg else linked).append(row)
-    rank = None
-    if rt.ranker is not None and rt.ranker.book.is_member(target):
-        rank = rt.ranker.book.rank(target)
+    for crime_ref, a in (explained.allegations if explained is not None else []):
+        entry = rt.harm.get(a.code)
+        row = {"crime_ref": crime_ref, "offence_code": a.code, "title": entry.title if entry else "",
+               "days": a.cents / 100, "recorded_at": us_to_iso(a.recorded_at), "vawg": a.vawg,
+               "leaves_window_at": us_to_iso(a.recorded_at + window_us)}
+        (allegations if a.vawg else linked).append(row)
+    ranker = rt.ranker.ranker if rt.ranker_held else None
+    rank = ranker.book.rank(target) if ranker is not None and ranker.book.is_member(target) else None
     next_exit = allegations[0] if allegations else None
     return {
         "suspect_id": target,
-        "merged_from": suspect_id if merged_into else None,
+        "merged_from": suspect_id if merged else None,
         "score": summary.score / 100,
         "allegations_in_window": summary.allegations,
         "eligible": summary.allegations >= settings.min_allegations,
@@ -99,7 +98,7 @@ def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
         "next_to_leave": None if next_exit is None else {
             "crime_ref": next_exit["crime_ref"], "at": next_exit["leaves_window_at"],
             "score_after": (summary.score - int(round(next_exit["days"] * 100))) / 100},
-        "as_of": us_to_iso(rt.ranker.as_of) if rt.ranker is not None and rt.ranker.as_of else None,
+        "as_of": us_to_iso(ranker.as_of) if ranker is not None and ranker.as_of else None,
     }
 
 
@@ -124,7 +123,9 @@ def install_views(app, rt: Runtime) -> None:
     @app.page("/healthz")
     class Healthz(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            return self.json({"status": "ok"})
+            if rt.health.ok():
+                return self.json({"status": "ok"})
+            return self.json({"status": "failing", "stages": sorted(rt.health.failing)}, status=503)
 
     @app.page("/readyz")
     class Readyz(web.View):
@@ -153,7 +154,7 @@ def install_views(app, rt: Runtime) -> None:
             if routed is not None:
                 return routed
             body = suspect_body(app, rt, suspect_id)
-            if body is not None and body["rank"] is None and rt.ranker is None:
+            if body is not None and body["rank"] is None and not rt.ranker_held:
                 body["rank"] = await _remote_rank(app, self, request, body["suspect_id"])
             if body is None:
                 return self.json({"error": f"no suspect {suspect_id!r} has any allegation in the window"},

@@ -101,6 +101,10 @@ EVENT_TYPES: dict[str, type] = {
 
 EXIT_REASONS = ("displaced", "expired", "corrected", "merged")
 
+#: The Kafka key of every `suspects.merged` event: one key keeps the merges in one input
+#: partition, in the order published (they depend on each other: alias chains, self-merges).
+MERGE_KEY = b"suspects.merged"
+
 
 # --- the compact row form, for the topics between the worker's stages ------------------
 

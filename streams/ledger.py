@@ -18,7 +18,7 @@ and recomputations.
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from schemas.events import US_PER_DAY, us_to_iso
 
@@ -74,6 +74,13 @@ def _standing(rec: list) -> Summary:
 _UNSET = object()
 
 
+class Explanation(NamedTuple):
+    """Why a suspect stands where he does: his standing and every allegation of his in the window."""
+
+    summary: Summary
+    allegations: list  # [(crime_ref, Allegation)], oldest first (the next to leave the window first)
+
+
 class Ledger:
     def __init__(self, store: Store, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
                  book_capacity: Optional[int] = None):
@@ -125,6 +132,14 @@ class Ledger:
         """crime_ref -> Allegation of every allegation of his in the window."""
         rec = self.store.get("p:" + suspect)
         return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in record_allegations(rec).items()}
+
+    def explain(self, suspect: str) -> Optional[Explanation]:
+        """His standing summed afresh and his allegations in the window (VAWG and linked), or None."""
+        rec = self.store.get("p:" + suspect)
+        if rec is None:
+            return None
+        allegations = sorted(self.allegations(suspect).items(), key=lambda item: (item[1].recorded_at, item[0]))
+        return Explanation(summarise(rec), allegations)
 
     def summary(self, suspect: str) -> Optional[Summary]:
         rec = self.store.get("p:" + suspect)

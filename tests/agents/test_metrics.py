@@ -62,6 +62,7 @@ def test_naming_conventions():
         ("harmrank_consumer_lag_messages", {"stage"}),
         ("harmrank_worker_ready", set()),
         ("harmrank_build_info", {"version"}),
+        ("harmrank_stage_failures_total", {"stage"}),
         ("harmrank_processing_latency_seconds", {"stage"}),
     ],
 )

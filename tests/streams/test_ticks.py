@@ -1,7 +1,7 @@
-"""agents.topology.Ticks: the register's clock ticks to every ledger partition, throttled, none lost."""
+"""streams.stages.register.Ticks: the register's clock ticks to every ledger partition, throttled, none lost."""
 from __future__ import annotations
 
-from agents.topology import Ticks
+from streams.stages.register import Ticks
 
 
 def test_a_tick_is_taken_at_once_then_at_most_once_per_interval():
