@@ -40,8 +40,9 @@ from streams.messages import (allegation_update_from_json, allegation_update_to_
 from streams.ranker import Ranker
 from streams.register import ACCEPTED, DUPLICATE, Register
 
-from . import codec, faust_store, metrics, tansu_fetch
+from . import codec, faust_store, metrics
 from .access import Access, gate
+from .compat import tansu_fetch
 from .faust_store import ChangelogPipe, PartitionStore, resend_pending
 from .intake import IntakeReader, merge_partition
 from .publish import MERGE_KEY

@@ -25,12 +25,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                         help="worker log level (default info; Faust's own chatter is kept at warning)")
     args = parser.parse_args(argv)
     loglevel = args.__dict__.pop("loglevel")
-    from . import tansu_fetch
+    from . import compat
+    from .topology import STAGE_INPUTS
 
     try:
         settings = settings_from_args(args)
         harm = load_harm_table(settings.harm_table)
-        fetch_wait_ms = tansu_fetch.wait_from_env()  # used only with the local broker; checked first all the same
+        work_arounds = compat.install(settings, STAGE_INPUTS)
     except (ValueError, HarmTableError, OSError) as exc:
         print(f"harmrank worker: {exc}", file=sys.stderr)
         return 2
@@ -42,8 +43,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"harmrank worker: no Kafka broker answers at {','.join(servers)} "
               f"(start one with 'harmrank broker' or set HARMRANK_BROKER)", file=sys.stderr)
         return 2
-    from . import epoch, faust_drain, faust_seek, metrics, tansu_offsets
-    from .topology import STAGE_INPUTS, build_app
+    from . import epoch, metrics
+    from .topology import build_app
     from .web import install_views
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -56,12 +57,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"harmrank worker: {exc}", file=sys.stderr)
         return 2
     log.info("broker epoch: %s", note)
-    if tansu_offsets.is_local_tansu(servers):
-        tansu_offsets.install_tansu_end_offset_fix()
-        log.info("local tansu broker: end offsets refined from the fetch high watermark")
-        tansu_fetch.install_fetch_wait(fetch_wait_ms)
-    faust_drain.install()
-    faust_seek.install(STAGE_INPUTS)
+    log.info("work-arounds: %s", "; ".join(work_arounds))
     if not settings.api_token:
         log.warning("HARMRANK_API_TOKEN is not set: /ranking and /suspects are closed (403)")
     metrics.prime()

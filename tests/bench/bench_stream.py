@@ -400,7 +400,7 @@ class OutputListener(threading.Thread):
         try:
             from kafka import KafkaConsumer, TopicPartition
 
-            # tansu holds a fetch for its whole wait (agents/tansu_fetch.py): a longer wait
+            # tansu holds a fetch for its whole wait (agents/compat/tansu_fetch.py): a longer wait
             # would add up to that much to every latency measured here.
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                      fetch_max_wait_ms=5, max_partition_fetch_bytes=4 * 1024 * 1024,
