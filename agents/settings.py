@@ -10,19 +10,23 @@ import dataclasses
 import os
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional
 
 from schemas import defaults
 
 ENV_PREFIX = "HARMRANK_"
+DEFAULT_KAFKA_PORT = 9092  # of a broker address without one, and of the local broker
 CLOCK_MODES = ("wall", "event")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: The settings of how to reach the broker: every command that talks to Kafka takes their flags.
+KAFKA_FIELDS = ("broker", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
+                "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
 
 
 @dataclass
 class Settings:
-    broker: str = "kafka://127.0.0.1:9092"
+    broker: str = f"kafka://127.0.0.1:{DEFAULT_KAFKA_PORT}"
     data_dir: str = "./data"
     top_n: int = defaults.TOP_N
     window_days: int = defaults.WINDOW_DAYS
@@ -176,7 +180,7 @@ def _check_kafka_security(s: Settings) -> None:
 def bootstrap_servers(url: str) -> list[str]:
     """``"kafka://h1:9092;h2:9092"`` or ``"h:9092,h2:9093"`` -> ``["h1:9092", ...]``.
 
-    A host without a port gets 9092. Raises ``ValueError`` for an empty or bad URL.
+    A host without a port gets DEFAULT_KAFKA_PORT. Raises ``ValueError`` for an empty or bad URL.
     """
     if url is None or not str(url).strip():
         raise ValueError("broker URL must not be empty")
@@ -195,7 +199,7 @@ def bootstrap_servers(url: str) -> list[str]:
             continue
         host, sep, port = part.rpartition(":")
         if not sep:
-            host, port = part, "9092"
+            host, port = part, str(DEFAULT_KAFKA_PORT)
         if not host or not port.isdigit() or not (0 < int(port) < 65536):
             raise ValueError(f"bad broker address {part!r} in {url!r} (expected host:port)")
         out.append(f"{host}:{int(port)}")
@@ -240,7 +244,7 @@ def help_text(name: str) -> str:
 
 
 
-def add_common_args(parser: argparse.ArgumentParser, only: Optional[list[str]] = None) -> argparse.ArgumentParser:
+def add_common_args(parser: argparse.ArgumentParser, only: Optional[Iterable[str]] = None) -> argparse.ArgumentParser:
     """Add ``--broker``, ``--data-dir``, ... (dest = field name, default None).
 
     Values are kept as strings; ``Settings.from_env(**vars(args))`` converts and validates

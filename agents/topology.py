@@ -31,7 +31,7 @@ from typing import Any, Optional
 import faust
 from faust.types import TP
 
-from schemas.events import US_PER_SECOND, SuspectsMerged, event_from_row, event_to_row
+from schemas.events import MERGE_KEY, US_PER_SECOND, SuspectsMerged, event_from_row, event_to_row
 from schemas.harm_table import HarmTable
 from schemas.validate import Rejected, dead_letter, validate
 from streams.ledger import Ledger
@@ -45,7 +45,7 @@ from .access import Access, gate
 from .compat import tansu_fetch
 from .faust_store import ChangelogPipe, PartitionStore, resend_pending
 from .intake import IntakeReader, merge_partition
-from .publish import MERGE_KEY
+from .kafka_clients import aiokafka_kwargs, faust_kwargs
 from .settings import Settings
 
 log = logging.getLogger("harmrank")
@@ -198,6 +198,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         web_application_options={"middlewares": [gate(Access(settings.api_token))]},
         stream_wait_empty=False,
         logging_config=None,
+        **faust_kwargs(settings),  # TLS / SASL to the broker (SPEC §9)
     )
 
     def topic(name: str, n: int, internal: bool = True):
@@ -353,7 +354,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         def __init__(self, **kwargs):
             super().__init__(topic=settings.input_topic, group_id=f"{app.conf.id}-intake",
                              bootstrap_servers=settings.bootstrap_servers, handle=intake,
-                             fetch_max_wait_ms=fetch_wait, window_s=within, **kwargs)
+                             fetch_max_wait_ms=fetch_wait, window_s=within,
+                             client_kwargs=aiokafka_kwargs(settings), **kwargs)
             rt.intake = self
 
     def reparse(item: dict):

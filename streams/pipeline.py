@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
+
 from .ledger import Ledger
 from .ranker import Ranker
 from .register import ACCEPTED, Outcome, Register
@@ -16,7 +18,7 @@ from .store import DictStore
 
 
 class Pipeline:
-    def __init__(self, harm_table, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
+    def __init__(self, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
                  book_capacity: Optional[int] = None):
         self.register = Register(DictStore(), harm_table)
         self.ledger = Ledger(DictStore(), top_n, window_days, min_allegations, book_capacity)
