@@ -214,7 +214,7 @@ _HELP = {
     "top_n": "size of the top N",
     "window_days": "rolling window in days",
     "min_allegations": "VAWG allegations needed to be ranked",
-    "harm_table": "harm table CSV (default: the shipped table)",
+    "harm_table": "harm table CSV",
     "clock": "'wall' or 'event'",
     "web_port": "HTTP API port",
     "web_host": "HTTP API bind address",
@@ -230,16 +230,20 @@ _HELP = {
     "kafka_sasl_mechanism": "SASL mechanism: " + ", ".join(SASL_MECHANISMS),
     "kafka_sasl_username": "SASL user name",
     "kafka_sasl_password": "SASL password (prefer the environment variable: flags show in process lists)",
-    "kafka_ssl_cafile": "CA certificates (PEM) that sign the broker's certificate (default: the system's)",
+    "kafka_ssl_cafile": "CA certificates (PEM) that sign the broker's certificate",
     "kafka_ssl_certfile": "client certificate (PEM), for brokers that require one",
     "kafka_ssl_keyfile": "the client certificate's private key (PEM), if not in the certificate file",
 }
 
 
+_DEFAULT_IN_WORDS = {"harm_table": "the shipped table", "kafka_ssl_cafile": "the system's CA certificates"}
+
+
 def help_text(name: str) -> str:
     """A setting's help: what it is, its variable, and its default (taken from the field, so written once)."""
     field = next(f for f in fields(Settings) if f.name == name)
-    default = "" if field.default is None else f"; default {field.default}"
+    default = _DEFAULT_IN_WORDS.get(name, field.default)
+    default = "" if default is None else f"; default {default}"
     return f"{_HELP[name]} (env {ENV_PREFIX}{name.upper()}{default})"
 
 
