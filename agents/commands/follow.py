@@ -79,6 +79,49 @@ def format_event(value: Union[bytes, str, dict]) -> str:
     return f"{when}  {str(kind or '?').upper():6} {text}"
 
 
+def _consumer(servers: list[str], from_beginning: bool, client_kwargs: dict):
+    """A kafka-python consumer with no group (nothing is committed), or BrokerError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+    try:
+        return KafkaConsumer(
+            bootstrap_servers=servers,
+            client_id="harmrank-follow",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            session_timeout_ms=6000,
+            fetch_max_wait_ms=100,
+            allow_auto_create_topics=False,
+            **client_kwargs,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
+
+
+def _seek_to_end(consumer: Any, tps: list) -> dict:
+    """Seek to the end; returns {partition: offset} below which records are history, to skip.
+
+    tansu: the LATEST offset may be inside the last batch; the real end is the
+    fetch high watermark.
+    """
+    consumer.seek_to_end(*tps)
+    skip_below: dict = {}
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=100)  # history
+        known = {tp: consumer.highwater(tp) for tp in tps}
+        if all(hw is not None for hw in known.values()):
+            skip_below = known
+            break
+    for tp, hw in skip_below.items():
+        if hw is not None and consumer.position(tp) < hw:
+            consumer.seek(tp, hw)
+    return skip_below
+
+
 def follow(
     bootstrap: Union[str, list[str]],
     topic: str,
@@ -100,22 +143,8 @@ def follow(
     servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT, ssl_context=client_kwargs.get("ssl_context"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=servers,
-            client_id="harmrank-follow",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            session_timeout_ms=6000,
-            fetch_max_wait_ms=100,
-            allow_auto_create_topics=False,
-            **client_kwargs,
-        )
-    except KafkaError as exc:
-        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
+        from kafka import TopicPartition
+    consumer = _consumer(servers, from_beginning, client_kwargs)
 
     count = 0
     last_activity = time.monotonic()
@@ -146,20 +175,7 @@ def follow(
             # A topic that did not exist when we started holds only new events.
             consumer.seek_to_beginning(*tps)
         else:
-            consumer.seek_to_end(*tps)
-            # tansu: the LATEST offset may be inside the last batch; learn the real end
-            # from the fetch high watermark, and skip anything below it.
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline:
-                records = consumer.poll(timeout_ms=100)
-                del records  # history
-                known = {tp: consumer.highwater(tp) for tp in tps}
-                if all(hw is not None for hw in known.values()):
-                    skip_below = known
-                    break
-            for tp, hw in skip_below.items():
-                if hw is not None and consumer.position(tp) < hw:
-                    consumer.seek(tp, hw)
+            skip_below = _seek_to_end(consumer, tps)
         last_activity = time.monotonic()
         # 2. Follow.
         while True:

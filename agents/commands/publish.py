@@ -20,7 +20,7 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterable, Iterator, Optional, Union
+from typing import IO, Any, Callable, Iterable, Iterator, Optional, Union
 
 from schemas.events import MERGE_KEY
 
@@ -77,26 +77,50 @@ def event_key(line: Union[bytes, str]) -> tuple[Optional[bytes], Optional[str]]:
     return None, None
 
 
-def _producer(servers: list[str], compression: Optional[str], client_kwargs: dict):
+def _producer(bootstrap: Union[str, list[str]], compression: Optional[str], client_kwargs: dict):
+    """A kafka-python producer on a broker that answers, or BrokerError."""
+    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT, ssl_context=client_kwargs.get("ssl_context"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaProducer
-    return KafkaProducer(
-        **client_kwargs,
-        bootstrap_servers=servers,
-        client_id="harmrank-publish",
-        acks="all",
-        linger_ms=20,
-        compression_type=compression,
-        # The idempotent producer (kafka-python's default; tansu accepts it) keeps the
-        # order of the events of one crime_ref across retries.
-        enable_idempotence=True,
-        retries=5,
-        delivery_timeout_ms=60000,
-        request_timeout_ms=15000,
-        max_block_ms=15000,
-        max_request_size=4 * 1024 * 1024,
-    )
+        from kafka.errors import KafkaError
+    try:
+        return KafkaProducer(
+            **client_kwargs,
+            bootstrap_servers=servers,
+            client_id="harmrank-publish",
+            acks="all",
+            linger_ms=20,
+            compression_type=compression,
+            # The idempotent producer (kafka-python's default; tansu accepts it) keeps the
+            # order of the events of one crime_ref across retries.
+            enable_idempotence=True,
+            retries=5,
+            delivery_timeout_ms=60000,
+            request_timeout_ms=15000,
+            max_block_ms=15000,
+            max_request_size=4 * 1024 * 1024,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
+
+
+class _Tally:
+    """A publish's result, counted from kafka-python's callbacks (another thread) under one lock."""
+
+    def __init__(self):
+        self.result = PublishResult()
+        self.lock = threading.Lock()
+
+    def acked(self, _meta: Any) -> None:
+        with self.lock:
+            self.result.sent += 1
+
+    def failed(self, line_no: int, exc: BaseException) -> None:
+        with self.lock:
+            self.result.failed += 1
+            if len(self.result.errors) < MAX_ERRORS:
+                self.result.errors.append((line_no, f"{type(exc).__name__}: {exc}"))
 
 
 def publish_lines(
@@ -120,42 +144,18 @@ def publish_lines(
     ``client_kwargs`` are kafka-python's security arguments (`kafka_clients.kafka_python_kwargs`).
     Raises ``BrokerError`` when the broker cannot be reached at all.
     """
-    client_kwargs = dict(client_kwargs or {})
-    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT, ssl_context=client_kwargs.get("ssl_context"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka.errors import KafkaError, KafkaTimeoutError
-    try:
-        producer = _producer(servers, compression, client_kwargs)
-    except KafkaError as exc:
-        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
-
-    result = PublishResult()
-    lock = threading.Lock()
-
-    def record_error(line_no: int, exc: BaseException) -> None:
-        with lock:
-            result.failed += 1
-            if len(result.errors) < MAX_ERRORS:
-                result.errors.append((line_no, f"{type(exc).__name__}: {exc}"))
-
-    def ok_cb(_meta, line_no=None):
-        with lock:
-            result.sent += 1
+    producer = _producer(bootstrap, compression, dict(client_kwargs or {}))
+    tally = _Tally()
+    result, lock, record_error = tally.result, tally.lock, tally.failed
 
     aborted: Optional[BaseException] = None
     start = time.monotonic()
     next_progress = start + 1.0
     try:
-        for line_no, raw in enumerate(lines, 1):
-            if isinstance(raw, str):
-                raw = raw.encode("utf-8")
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-                if raw.endswith(b"\r"):
-                    raw = raw[:-1]
-            if not raw.strip():
-                continue
+        for line_no, raw in _payloads(lines):
             key, problem = event_key(raw)
             if problem is not None:
                 result.not_json.append((line_no, problem))
@@ -179,7 +179,7 @@ def publish_lines(
             except KafkaError as exc:  # e.g. MessageSizeTooLarge
                 record_error(line_no, exc)
                 continue
-            future.add_callback(ok_cb)
+            future.add_callback(tally.acked)
             future.add_errback(lambda exc, n=line_no: record_error(n, exc))
             if on_progress is not None:
                 now = time.monotonic()
@@ -198,13 +198,30 @@ def publish_lines(
             producer.close(timeout=5)
         result.elapsed = time.monotonic() - start
     with lock:
-        # Anything neither acknowledged nor failed by now timed out.
-        missing = result.lines - result.sent - result.failed
-        if missing > 0:
-            result.failed += missing
-            if len(result.errors) < MAX_ERRORS:
-                result.errors.append((0, f"{missing} events not acknowledged within {flush_timeout:g} s"))
+        _count_unacknowledged(result, flush_timeout)
     return result
+
+
+def _payloads(lines: Iterable[Union[bytes, str]]) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes without the line terminator) of each non-blank line."""
+    for line_no, raw in enumerate(lines, 1):
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+        if raw.strip():
+            yield line_no, raw
+
+
+def _count_unacknowledged(result: PublishResult, flush_timeout: float) -> None:
+    """After the flush: anything neither acknowledged nor failed by now timed out."""
+    missing = result.lines - result.sent - result.failed
+    if missing > 0:
+        result.failed += missing
+        if len(result.errors) < MAX_ERRORS:
+            result.errors.append((0, f"{missing} events not acknowledged within {flush_timeout:g} s"))
 
 
 def _read_lines(fh: IO[bytes]) -> Iterator[bytes]:
