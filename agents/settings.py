@@ -159,22 +159,24 @@ def _convert(name: str, value: Any, source: str) -> Any:
 
 def _check_kafka_security(s: Settings) -> None:
     """The KAFKA_* settings must agree with each other: SASL needs a user and a password, a
-    certificate needs TLS, a key needs its certificate."""
+    certificate needs TLS, a key needs its certificate. (Named as settings: each is a
+    HARMRANK_KAFKA_* variable or a --kafka-* flag.)"""
     protocol = s.kafka_security_protocol
     sasl = protocol.startswith("SASL_")
     tls = protocol in ("SSL", "SASL_SSL")
+    where = " (HARMRANK_KAFKA_* variables or --kafka-* flags)"
     if sasl and not (s.kafka_sasl_username and s.kafka_sasl_password):
-        raise ValueError(f"HARMRANK_KAFKA_SECURITY_PROTOCOL={protocol} needs HARMRANK_KAFKA_SASL_USERNAME "
-                         f"and HARMRANK_KAFKA_SASL_PASSWORD")
+        raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                         + where)
     if not sasl and (s.kafka_sasl_username or s.kafka_sasl_password):
-        raise ValueError(f"HARMRANK_KAFKA_SASL_USERNAME / _PASSWORD are set but HARMRANK_KAFKA_SECURITY_PROTOCOL "
-                         f"is {protocol}: use SASL_PLAINTEXT or SASL_SSL")
-    files = [n for n in sorted(_FILE) if getattr(s, n)]
+        raise ValueError(f"KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL is "
+                         f"{protocol}: use SASL_PLAINTEXT or SASL_SSL" + where)
+    files = [n.upper() for n in sorted(_FILE) if getattr(s, n)]
     if files and not tls:
-        raise ValueError(f"{', '.join(ENV_PREFIX + n.upper() for n in files)} set but "
-                         f"HARMRANK_KAFKA_SECURITY_PROTOCOL is {protocol}: use SSL or SASL_SSL")
+        raise ValueError(f"{', '.join(files)} set but KAFKA_SECURITY_PROTOCOL is {protocol}: use SSL or SASL_SSL"
+                         + where)
     if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
-        raise ValueError("HARMRANK_KAFKA_SSL_KEYFILE needs HARMRANK_KAFKA_SSL_CERTFILE (the certificate of that key)")
+        raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the certificate of that key)" + where)
 
 
 def bootstrap_servers(url: str) -> list[str]:

@@ -73,8 +73,8 @@ def test_flags_win_over_the_environment(cert):
 @pytest.mark.parametrize("env,message", [
     ({"HARMRANK_KAFKA_SECURITY_PROTOCOL": "TLS"}, "HARMRANK_KAFKA_SECURITY_PROTOCOL must be one of"),
     ({**SASL, "HARMRANK_KAFKA_SASL_MECHANISM": "GSSAPI"}, "HARMRANK_KAFKA_SASL_MECHANISM must be one of"),
-    ({**SASL, "HARMRANK_KAFKA_SASL_PASSWORD": ""}, "needs HARMRANK_KAFKA_SASL_USERNAME and HARMRANK_KAFKA_SASL_PASSWORD"),
-    ({"HARMRANK_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "needs HARMRANK_KAFKA_SASL_USERNAME"),
+    ({**SASL, "HARMRANK_KAFKA_SASL_PASSWORD": ""}, "needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"),
+    ({"HARMRANK_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT"}, "KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT needs KAFKA_SASL_USERNAME"),
     ({"HARMRANK_KAFKA_SASL_USERNAME": "u", "HARMRANK_KAFKA_SASL_PASSWORD": "p"}, "use SASL_PLAINTEXT or SASL_SSL"),
     ({"HARMRANK_KAFKA_SECURITY_PROTOCOL": "SSL", "HARMRANK_KAFKA_SSL_CAFILE": "/nonexistent/ca.pem"},
      "HARMRANK_KAFKA_SSL_CAFILE: no such file '/nonexistent/ca.pem'"),
@@ -87,7 +87,7 @@ def test_bad_security_settings_are_refused_with_a_clear_message(env, message):
 def test_tls_files_need_a_tls_protocol_and_a_key_needs_its_certificate(cert):
     with pytest.raises(ValueError, match="use SSL or SASL_SSL"):
         Settings.from_env({"HARMRANK_KAFKA_SSL_CAFILE": str(cert[0])})
-    with pytest.raises(ValueError, match="KEYFILE needs HARMRANK_KAFKA_SSL_CERTFILE"):
+    with pytest.raises(ValueError, match="KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE"):
         Settings.from_env({"HARMRANK_KAFKA_SECURITY_PROTOCOL": "SSL", "HARMRANK_KAFKA_SSL_KEYFILE": str(cert[1])})
 
 
