@@ -25,6 +25,7 @@ from faust.types import TP
 from rocksdict import WriteBatch
 
 from .codec import dumps, loads
+from .compat import aiokafka_producer, partition_db
 
 log = logging.getLogger("harmrank")
 
@@ -56,7 +57,7 @@ class PartitionStore:
         self.table = table
         self.partition = partition
         self.keep = keep
-        self._db = table.data._db_for_partition(partition)
+        self._db = partition_db(table, partition)
         self._cache: dict = {}
         self._dirty: set = set()
 
@@ -168,7 +169,7 @@ async def start_flush(stores: list) -> list:
         _crash_point(store.table.name)
         table = store.table
         topic = table.changelog_topic.get_topic_name()
-        sent = await send_records(table.app.producer, topic, store.partition, records)
+        sent = await send_records(table.app, topic, store.partition, records)
         pending.append((store, topic, sent))
     return pending
 
@@ -202,12 +203,12 @@ async def resend_pending(app, tables: list, done: set) -> int:
                 continue
             if recovery.signal_recovery_start.is_set():
                 return sent_records
-            db = table.data._db_for_partition(tp.partition)
+            db = partition_db(table, tp.partition)
             raw = db.get(PENDING_KEY)
             if raw is not None:
                 records = [(key.encode(), db.get(key.encode())) for key in loads(raw)]
                 if records:
-                    sent = await send_records(app.producer, tp.topic, tp.partition, records)
+                    sent = await send_records(app, tp.topic, tp.partition, records)
                     table.data.set_persisted_offset(tp, await last_offset(sent))
                     sent_records += len(records)
                 db.delete(PENDING_KEY)
@@ -295,7 +296,7 @@ class ChangelogPipe:
             await self.stream.ack(event)
 
 
-async def send_records(producer, topic: str, partition: int, records: list) -> list:
+async def send_records(app, topic: str, partition: int, records: list) -> list:
     """Send (key, value) records to one partition in record batches; returns [(future, records in it)].
 
     The records stay one per key (a compacted changelog keeps the newest of
@@ -303,7 +304,7 @@ async def send_records(producer, topic: str, partition: int, records: list) -> l
     instead of one per record, which is most of what a record used to cost.
     A future gives the metadata of its batch's first record.
     """
-    aio = producer._ensure_producer()  # Faust's producer wraps aiokafka's
+    aio = aiokafka_producer(app)
     sent = []
     batch = aio.create_batch()
     for key, value in records:

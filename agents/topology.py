@@ -30,10 +30,12 @@ from streams.stages.ledger import LedgerStage, clock_records
 from streams.stages.ranker import RankerStage
 from streams.stages.register import RegisterStage
 
-from . import metrics, tansu_fetch
+from . import metrics
 from .access import Access, gate
+from .compat import tansu_fetch
 from .faust_store import PartitionStore, resend_pending
 from .intake import IntakeReader, merge_partition
+from .kafka_clients import aiokafka_kwargs, faust_kwargs
 from .settings import Settings
 from .stage_runner import Health, StageRunner
 
@@ -140,6 +142,7 @@ def _app(settings: Settings) -> faust.App:
         web_application_options={"middlewares": [gate(Access(settings.api_token))]},
         stream_wait_empty=False,
         logging_config=None,
+        **faust_kwargs(settings),  # TLS / SASL to the broker (SPEC §9)
     )
 
 
@@ -200,7 +203,8 @@ def _intake(app: faust.App, rt: Runtime, settings: Settings, stage: IntakeStage,
         def __init__(self, **kwargs):
             super().__init__(topic=settings.input_topic, group_id=f"{app.conf.id}-intake",
                              bootstrap_servers=settings.bootstrap_servers, handle=handle,
-                             fetch_max_wait_ms=fetch_wait, window_s=within, **kwargs)
+                             fetch_max_wait_ms=fetch_wait, window_s=within,
+                             client_kwargs=aiokafka_kwargs(settings), **kwargs)
             rt.intake = self
 
 

@@ -10,7 +10,6 @@ from typing import Optional
 
 from faust import web
 from faust.exceptions import SameNode
-from faust.types import TP
 from yarl import URL
 
 from schemas.events import US_PER_DAY, us_to_iso
@@ -20,6 +19,7 @@ from streams.partitioning import partition_for
 from streams.register import resolve
 
 from . import metrics
+from .compat import held_partitions, owner_url, route_request
 from .faust_store import PartitionStore
 from .topology import Runtime
 
@@ -39,14 +39,13 @@ def _canonical(app, suspect_id: str) -> str:
     Every register partition keeps the whole alias forest (streams/register.py).
     """
     register_table = app.tables["register"]
-    held = list(register_table.data._dbs)
+    held = held_partitions(register_table)
     return resolve(PartitionStore(register_table, held[0]), suspect_id) if held else suspect_id
 
 
 async def _remote_rank(app, view: web.View, request: web.Request, suspect_id: str) -> Optional[int]:
     """His rank from the worker that holds the ranker, when that is another one."""
-    table = app.tables["ranker"]
-    url = getattr(app.assignor, "_tps_url", {}).get(TP(table.changelog_topic.get_topic_name(), 0))
+    url = owner_url(app, app.tables["ranker"], 0)
     if url is None:
         return None
     try:
@@ -66,7 +65,7 @@ def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
     partition = partition_for(target, settings.partitions)
     ledger_table = app.tables["ledger"]
     explained = None
-    if partition in ledger_table.data._dbs:  # held here (else the owner answered)
+    if partition in held_partitions(ledger_table):  # held here (else the owner answered)
         ledger = Ledger(PartitionStore(ledger_table, partition), settings.top_n, settings.window_days,
                         settings.min_allegations)
         explained = ledger.explain(target)
@@ -108,13 +107,11 @@ async def _from_owner(app, view: web.View, request: web.Request, table_name: str
     With several workers the ranker and each ledger partition live on one of
     them; any worker answers by proxying to the owner, as Faust's router does.
     """
-    table = app.tables[table_name]
-    tp = TP(table.changelog_topic.get_topic_name(), partition)
-    url = getattr(app.assignor, "_tps_url", {}).get(tp)
+    url = owner_url(app, app.tables[table_name], partition)
     if url is None:
         return None
     try:
-        return await app.router._route_req(URL(url), view.web, request)
+        return await route_request(app, url, view, request)
     except SameNode:
         return None
 

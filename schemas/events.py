@@ -101,9 +101,9 @@ EVENT_TYPES: dict[str, type] = {
 
 EXIT_REASONS = ("displaced", "expired", "corrected", "merged")
 
-#: The Kafka key of every `suspects.merged` event: one key keeps the merges in one input
-#: partition, in the order published (they depend on each other: alias chains, self-merges).
-MERGE_KEY = b"suspects.merged"
+#: The Kafka key of every merge on `crime-reports`: merges name no crime_ref, and each depends on
+#: the ones before it (alias chains), so one key keeps them all in one partition, in order.
+MERGE_KEY = SuspectsMerged.type.encode()
 
 
 # --- the compact row form, for the topics between the worker's stages ------------------

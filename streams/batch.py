@@ -13,6 +13,7 @@ from typing import Callable, Iterable, Optional
 
 import orjson
 
+from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
 from .driver import Driver
 from .gcpolicy import long_lived_state
 from .stages import DLQ, INPUT, OUTPUT
@@ -43,7 +44,7 @@ def now_us() -> int:
     return time.time_ns() // 1000
 
 
-def rank_lines(lines: Iterable, harm_table, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
+def rank_lines(lines: Iterable, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
                as_of: Optional[int] = None, on_reject: Optional[Callable[[int, str], None]] = None,
                clock_now: Optional[int] = None, keep_events: bool = False) -> BatchResult:
     """Apply every line (bytes or str, one JSON event each) in order; returns the final state.

@@ -17,6 +17,7 @@ from typing import Optional
 
 import orjson
 
+from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
 from schemas.events import MERGE_KEY
 
 from .partitioning import partition_for
@@ -31,8 +32,8 @@ ORDER = (INPUT, REGISTER, LEDGER, CANDIDATES)  # the roles a stage reads, upstre
 
 
 class Driver:
-    def __init__(self, harm, partitions: int = 1, top_n: int = 100, window_days: int = 365,
-                 min_allegations: int = 2, rng: Optional[random.Random] = None, book_capacity: Optional[int] = None,
+    def __init__(self, harm, partitions: int = 1, top_n: int = TOP_N, window_days: int = WINDOW_DAYS,
+                 min_allegations: int = MIN_ALLEGATIONS, rng: Optional[random.Random] = None, book_capacity: Optional[int] = None,
                  not_after: Optional[int] = None, now_us: Optional[int] = None, max_batch: int = 1000,
                  input_partitions: Optional[int] = None):
         self.partitions = partitions

@@ -20,6 +20,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from typing import Any, NamedTuple, Optional
 
+from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
 from schemas.events import US_PER_DAY, us_to_iso
 
 from .book import TopBook
@@ -82,7 +83,7 @@ class Explanation(NamedTuple):
 
 
 class Ledger:
-    def __init__(self, store: Store, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
+    def __init__(self, store: Store, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
                  book_capacity: Optional[int] = None):
         self.store = store
         self.window_us = window_days * US_PER_DAY

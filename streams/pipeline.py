@@ -11,6 +11,7 @@ from typing import Optional
 
 import orjson
 
+from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
 from schemas.events import MERGE_KEY, SuspectsMerged
 from schemas.validate import event_to_json
 
@@ -49,7 +50,7 @@ class StagesView:
 
 
 class Pipeline(StagesView):
-    def __init__(self, harm_table, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
+    def __init__(self, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
                  book_capacity: Optional[int] = None):
         super().__init__(Driver(harm_table, 1, top_n, window_days, min_allegations, book_capacity=book_capacity,
                                 max_batch=1))

@@ -12,6 +12,7 @@ import hashlib
 import json
 from typing import Optional
 
+from schemas.defaults import TOP_N
 from schemas.events import us_to_iso
 
 from .book import TopBook
@@ -31,7 +32,7 @@ def days(cents: int) -> float:
 
 
 class Ranker:
-    def __init__(self, store: Store, top_n: int = 100):
+    def __init__(self, store: Store, top_n: int = TOP_N):
         self.store = store
         self.top_n = top_n
         self._book: Optional[TopBook] = None

@@ -400,7 +400,7 @@ class OutputListener(threading.Thread):
         try:
             from kafka import KafkaConsumer, TopicPartition
 
-            # tansu holds a fetch for its whole wait (agents/tansu_fetch.py): a longer wait
+            # tansu holds a fetch for its whole wait (agents/compat/tansu_fetch.py): a longer wait
             # would add up to that much to every latency measured here.
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                      fetch_max_wait_ms=5, max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -615,7 +615,7 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
                 first_feed: Path, first_newest_us: Optional[int]) -> dict:
     from kafka import KafkaProducer
 
-    from agents.publish import event_key
+    from agents.commands.publish import event_key
     from streams.simulate import dumps
 
     from streams.simulate import suspect_population
@@ -814,7 +814,7 @@ def run_floor(broker, tmp: Path, args, hops: str = "faust") -> dict:
     """The pipeline with the work taken out (``tests/bench/floor_app.py``), fed at the latency rate."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from agents.broker import ensure_topics
+    from agents.kafka_admin import ensure_topics
     from tests.bench import floor_app
 
     in_topic, hop_topics = floor_app.topics_of(hops)
@@ -895,7 +895,7 @@ CHILDREN: list[Child] = []
 
 
 def start_broker():
-    from agents.broker import BrokerError, LocalBroker, free_port
+    from agents.local_broker import BrokerError, LocalBroker, free_port
 
     last = None
     for _ in range(3):
@@ -960,7 +960,7 @@ def main(argv: Optional[list] = None) -> int:
         p.error("--events, --partitions, --latency-rate and --latency-seconds must be positive")
     args.worker_settings = worker_settings(p, args.worker_setting)
 
-    from agents.broker import free_port
+    from agents.local_broker import free_port
     from streams.simulate import generate
 
     def on_term(signum, frame):  # stop like Ctrl-C: the finally block stops every child

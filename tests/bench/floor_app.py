@@ -49,7 +49,8 @@ def main(argv=None) -> int:
 
     import faust
 
-    from agents import codec, faust_drain, tansu_fetch, tansu_offsets
+    from agents import codec
+    from agents.compat import faust_drain, tansu_fetch, tansu_offsets
     from agents.intake import IntakeReader
     from agents.settings import Settings
     from agents.topology import BATCH
@@ -65,7 +66,7 @@ def main(argv=None) -> int:
         stream_wait_empty=False, value_serializer="raw", key_serializer="raw",
     )
     if tansu_offsets.is_local_tansu(servers):
-        tansu_offsets.install_tansu_end_offset_fix(app)
+        tansu_offsets.install_tansu_end_offset_fix()
         tansu_fetch.install_fetch_wait(tansu_fetch.wait_from_env())  # as the worker: HARMRANK_TANSU_FETCH_WAIT_MS
     faust_drain.install()
 

@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import faust
 
-    from agents import tansu_offsets
+    from agents.compat import tansu_offsets
 
     app_id = args.app_id or ("bench-naive-notable" if args.no_table else "bench-naive")
     if args.faust_defaults:
@@ -82,7 +82,7 @@ def main(argv=None) -> int:
     # The worker's fix for tansu's wrong ListOffsets(LATEST) (only matters at recovery;
     # harmless on this fresh start).
     if tansu_offsets.is_local_tansu(args.broker):
-        tansu_offsets.install_tansu_end_offset_fix(app)
+        tansu_offsets.install_tansu_end_offset_fix()
 
     source = app.topic(args.topic, partitions=args.partitions, key_serializer="raw", value_serializer="raw")
     table = None

@@ -146,7 +146,7 @@ class Worker:
     """A `harmrank worker` subprocess with its own data dir and web port."""
 
     def __init__(self, broker, data_dir: Path, log_dir: Path, name: str = "worker", **settings):
-        from agents.broker import free_port
+        from agents.local_broker import free_port
 
         self.broker = broker
         self.data_dir = Path(data_dir)

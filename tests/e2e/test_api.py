@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _start_broker():
-    from agents.broker import BrokerError, LocalBroker, free_port
+    from agents.local_broker import BrokerError, LocalBroker, free_port
 
     last = None
     for _ in range(3):

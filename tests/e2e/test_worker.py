@@ -115,7 +115,7 @@ def test_merges_published_on_other_keys_go_through_the_merge_partition(own_broke
     """A merge that arrives on another input partition than the key `suspects.merged`'s is forwarded
     there (so one intake sends every merge to the register partitions, in one order) and applied."""
     from agents.intake import merge_partition
-    from agents.publish import MERGE_KEY
+    from schemas.events import MERGE_KEY
 
     events = [e for e in generate(seed=505, events=3000, invalid_rate=0.0) if e["type"] != "suspects.merged"]
     crime = write_feed(tmp_path / "crime.jsonl", events)
@@ -413,7 +413,7 @@ def test_two_workers_share_the_work_and_either_answers(own_broker, workers, tmp_
 # -- 7. the broker lost its data (tansu's memory engine restarted) --------------------------
 
 def test_restart_after_the_broker_lost_its_data(own_broker, workers, tmp_path):
-    from agents.broker import LocalBroker
+    from agents.local_broker import LocalBroker
 
     first_half = write_feed(tmp_path / "a.jsonl", generate(seed=707, events=1500, invalid_rate=0.0))
     data_dir = tmp_path / "kept-data"

@@ -26,7 +26,12 @@ from typing import Optional
 from schemas.events import US_PER_DAY, us_to_iso
 from streams import simulate
 
-from .broker import BrokerError, LocalBroker, free_port
+from ..local_broker import BrokerError, LocalBroker, free_port
+from ..settings import Settings
+from . import EXIT_FAILED, Fail, command
+
+#: The topics and web port the demo's worker uses: the settings' defaults.
+DEFAULTS = Settings()
 
 
 def _get(url: str, token: Optional[str] = None, timeout: float = 2.0):
@@ -75,7 +80,7 @@ class Feed(threading.Thread):
             events = simulate.generate(seed=self.seed, events=self.backfill + live, start=start, days=span_days)
             for ev in islice(events, self.backfill):
                 line = json.dumps(ev).encode()
-                producer.send("crime-reports", key=event_key(line)[0], value=line)
+                producer.send(DEFAULTS.input_topic, key=event_key(line)[0], value=line)
                 self.sent += 1
                 if self.stop.is_set():
                     return
@@ -84,7 +89,7 @@ class Feed(threading.Thread):
                 if self.stop.is_set():
                     break
                 line = json.dumps(ev).encode()
-                producer.send("crime-reports", key=event_key(line)[0], value=line)
+                producer.send(DEFAULTS.input_topic, key=event_key(line)[0], value=line)
                 self.sent += 1
             producer.flush(timeout=5)
             producer.close(timeout=5)
@@ -105,7 +110,7 @@ class Follower(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer
 
-        consumer = KafkaConsumer("harm-ranking", bootstrap_servers=self.bootstrap, group_id=None,
+        consumer = KafkaConsumer(DEFAULTS.output_topic, bootstrap_servers=self.bootstrap, group_id=None,
                                  auto_offset_reset="earliest", consumer_timeout_ms=500)
         while not self.stop.is_set():
             for record in consumer:
@@ -154,10 +159,12 @@ def _render(ranking: dict, follower: Follower, metrics: dict, feed: Feed, info: 
     return Group(*parts)
 
 
+@command("harmrank demo")
 def main(argv: Optional[list[str]] = None) -> int:
     ap = argparse.ArgumentParser(prog="harmrank demo", description=__doc__.splitlines()[0])
     ap.add_argument("--port", type=int, default=None, help="broker port (default: a free one)")
-    ap.add_argument("--web-port", type=int, default=None, help="worker API port (default 6066 if free)")
+    ap.add_argument("--web-port", type=int, default=None,
+                    help=f"worker API port (default {DEFAULTS.web_port} if free)")
     ap.add_argument("--backfill", type=int, default=20_000, help="events of history published first")
     ap.add_argument("--rate", type=float, default=40.0, help="live events per second")
     ap.add_argument("--top", type=int, default=20, help="rows of the ranking to show")
@@ -167,7 +174,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = ap.parse_args(argv)
 
     token = secrets.token_urlsafe(16)
-    web_port = args.web_port or (6066 if _free(6066) else free_port())
+    web_port = args.web_port or (DEFAULTS.web_port if _free(DEFAULTS.web_port) else free_port())
     data_dir = tempfile.mkdtemp(prefix="harmrank-demo-")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -178,9 +185,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         try:
             broker.start()
         except BrokerError as exc:
-            print(f"harmrank demo: {exc}", file=sys.stderr)
-            return 1
-        env = dict(os.environ, HARMRANK_BROKER=broker.url, HARMRANK_DATA_DIR=data_dir, HARMRANK_CLOCK="wall",
+            raise Fail(str(exc), EXIT_FAILED) from None
+        # The demo's own broker speaks plaintext: no HARMRANK_KAFKA_* setting of the caller applies to it.
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith("HARMRANK_KAFKA_")}
+        env = dict(inherited, HARMRANK_BROKER=broker.url, HARMRANK_DATA_DIR=data_dir, HARMRANK_CLOCK="wall",
                    HARMRANK_API_TOKEN=token, HARMRANK_WEB_PORT=str(web_port), HARMRANK_TICK_SECONDS="5",
                    # Fewer, larger batches: the local broker slows with every record batch it holds
                    # (README), and a quarter of a second a hop does not show on a screen.
@@ -191,8 +199,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         api = f"http://127.0.0.1:{web_port}"
         print(f"starting: broker {broker.url}, worker API {api} (log {log.name}) ...", flush=True)
         if not _wait_ready(api, worker, stopping, timeout=90):
-            print(f"harmrank demo: the worker did not become ready; see {log.name}", file=sys.stderr)
-            return 1
+            raise Fail(f"the worker did not become ready; see {log.name}", EXIT_FAILED)
         bootstrap = [broker.bootstrap] if isinstance(broker.bootstrap, str) else list(broker.bootstrap)
         feed = Feed(bootstrap, args.backfill, args.rate, args.seed)
         follower = Follower(bootstrap)

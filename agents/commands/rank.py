@@ -11,30 +11,29 @@ from schemas.harm_table import HarmTableError, load_harm_table
 from schemas.validate import parse_timestamp
 from streams.batch import rank_lines, ranking_rows
 
-from .settings import Settings, add_common_args
+from ..settings import add_common_args, help_text
+from . import Fail, command, settings_of
 
 
+@command("harmrank rank")
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="harmrank rank",
                                      description="The ranking as of a time, from a JSON-lines file of input events.")
     parser.add_argument("file", help="JSON-lines file of input events ('-' = stdin)")
     parser.add_argument("--as-of", help="RFC 3339 time (default: the newest `at` of the accepted events)")
-    parser.add_argument("--top", type=int, dest="top_n", help="how many to rank (default HARMRANK_TOP_N or 100)")
+    parser.add_argument("--top", type=int, dest="top_n", metavar="N", help=help_text("top_n"))
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_common_args(parser, only=["window_days", "min_allegations", "harm_table"])
     args = parser.parse_args(argv)
+    settings = settings_of(args)
     try:
-        settings = Settings.from_env(top_n=args.top_n, window_days=args.window_days,
-                                     min_allegations=args.min_allegations, harm_table=args.harm_table)
         as_of = parse_timestamp(args.as_of) if args.as_of else None
     except ValueError as exc:
-        print(f"harmrank rank: {exc}", file=sys.stderr)
-        return 2
+        raise Fail(str(exc)) from None
     try:
         harm = load_harm_table(settings.harm_table)
     except (HarmTableError, OSError) as exc:
-        print(f"harmrank rank: bad harm table: {exc}", file=sys.stderr)
-        return 2
+        raise Fail(f"bad harm table: {exc}") from None
 
     def report(lineno: int, reason: str) -> None:
         print(f"line {lineno}: {reason}", file=sys.stderr)
@@ -42,15 +41,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         fh = sys.stdin.buffer if args.file == "-" else open(args.file, "rb")
     except OSError as exc:
-        print(f"harmrank rank: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
-        return 2
+        raise Fail(f"cannot read {args.file}: {exc.strerror}") from None
     try:
         with fh:
             result = rank_lines(fh, harm, top_n=settings.top_n, window_days=settings.window_days,
                                 min_allegations=settings.min_allegations, as_of=as_of, on_reject=report)
     except OSError as exc:
-        print(f"harmrank rank: error reading {args.file}: {exc}", file=sys.stderr)
-        return 2
+        raise Fail(f"error reading {args.file}: {exc}") from None
     rows = ranking_rows(result)
     print(f"{result.lines} events: {result.accepted} accepted, {result.duplicates} duplicates, "
           f"{result.rejected} skipped" + (f", {result.after_as_of} after --as-of not applied"

@@ -1,4 +1,4 @@
-"""agents.faust_drain: Faust's drain without wait_first still delivers every message, in order.
+"""agents.compat.faust_drain: Faust's drain without wait_first still delivers every message, in order.
 
 The worker's end-to-end tests (stream equals batch, kill -9, two workers sharing the
 partitions) run with the patch installed; this test shows it on a bare Faust app.
@@ -15,15 +15,15 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
-from agents import faust_drain
+from agents.compat import faust_drain
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 APP = textwrap.dedent(
     """
     import json, os, sys
     import faust
-    from agents import faust_drain
+    from agents.compat import faust_drain
 
     BOOT, TOPIC, OUT, N = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
     assert faust_drain.install()

@@ -19,13 +19,8 @@ offset from it: a throw-away consumer assigns the partitions, seeks each to
 ``max(approx - 1, 0)`` (the base offset of the last batch, so the fetch answers
 at once with data) and reads ``highwater(tp)``.
 
-Use it only against the local tansu; the caller decides::
-
-    from agents import tansu_offsets
-    if tansu_offsets.is_local_tansu(settings.bootstrap_servers):
-        tansu_offsets.install_tansu_end_offset_fix(app)
-
-``HARMRANK_TANSU_FIX=1`` / ``=0`` forces the heuristic either way.
+It is for the local tansu only (`agents.compat.install` decides, with
+`is_local_tansu`); ``HARMRANK_TANSU_FIX=1`` / ``=0`` forces that either way.
 """
 from __future__ import annotations
 
@@ -37,19 +32,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-__all__ = [
-    "ENV_VAR",
-    "is_local_tansu",
-    "install_tansu_end_offset_fix",
-    "install",
-    "uninstall",
-    "is_installed",
-    "refine_end_offsets",
-    "true_end_offsets",
-    "persisted_changelog_offsets",
-    "lost_broker_data",
-    "wipe_tables_if_broker_lost_data",
-]
+__all__ = ["ENV_VAR", "is_local_tansu", "install_tansu_end_offset_fix", "uninstall", "is_installed",
+           "refine_end_offsets"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +42,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 _original_highwaters: Any = None  # AIOKafkaConsumerThread._highwaters before patching
+_client_kwargs: dict = {}  # the security settings of the refining consumer (agents.kafka_clients)
 
 
 # --------------------------------------------------------------------------- heuristic
@@ -172,24 +157,6 @@ async def refine_end_offsets(
     return result
 
 
-async def true_end_offsets(
-    bootstrap_servers: Union[str, Sequence[str]],
-    tps: Iterable[TopicPartition],
-    *,
-    timeout: float = 10.0,
-) -> dict[TopicPartition, Optional[int]]:
-    """ListOffsets(LATEST) + refinement, for code outside Faust (e.g. start-up checks)."""
-    tps = list(tps)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        approx = await consumer.end_offsets(tps)
-    finally:
-        await consumer.stop()
-    return await refine_end_offsets(bootstrap_servers, approx, timeout=timeout)
-
-
 async def _patched_highwaters(self: Any, partitions: Any) -> Mapping[Any, int]:
     """Replacement for ``AIOKafkaConsumerThread._highwaters`` (runs in the consumer thread)."""
     approx: Mapping[Any, int] = await _original_highwaters(self, partitions)
@@ -198,140 +165,40 @@ async def _patched_highwaters(self: Any, partitions: Any) -> Mapping[Any, int]:
     consumer = self._ensure_consumer()
     bootstrap = getattr(consumer._client, "_bootstrap_servers", None)
     timeout = float(getattr(self.app.conf, "broker_request_timeout", 90.0)) / 3
-    refined = await refine_end_offsets(bootstrap, dict(approx), timeout=min(timeout, 30.0))
+    refined = await refine_end_offsets(bootstrap, dict(approx), timeout=min(timeout, 30.0), **_client_kwargs)
     # keep Faust's own TP objects as keys
     return {tp: refined.get(TopicPartition(tp.topic, tp.partition), v) for tp, v in approx.items()}
 
 
-def install_tansu_end_offset_fix(app: Any = None) -> bool:
+def install_tansu_end_offset_fix(client_kwargs: Optional[Mapping[str, Any]] = None) -> bool:
     """Patch Faust's aiokafka consumer so recovery sees true end offsets.
 
-    Idempotent; returns True if it patched now, False if already installed.
-    The patch is process-wide (class level), so ``app`` is only used to log
-    which app asked.  Call before the worker starts.
+    ``client_kwargs`` (TLS / SASL) go to the consumer that reads the high
+    watermarks. Idempotent; returns True if it patched now, False if already
+    installed. Process-wide (class level); call before the worker starts.
     """
-    global _original_highwaters
+    global _original_highwaters, _client_kwargs
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
+    _client_kwargs = dict(client_kwargs or {})
     if _original_highwaters is not None:
         return False
     _original_highwaters = AIOKafkaConsumerThread._highwaters
     AIOKafkaConsumerThread._highwaters = _patched_highwaters  # type: ignore[method-assign]
-    log.info("tansu end-offset fix installed%s",
-             f" for app {getattr(getattr(app, 'conf', None), 'id', app)!r}" if app else "")
+    log.info("tansu end-offset fix installed")
     return True
-
-
-install = install_tansu_end_offset_fix
 
 
 def uninstall() -> None:
     """Undo :func:`install_tansu_end_offset_fix` (for tests)."""
-    global _original_highwaters
+    global _original_highwaters, _client_kwargs
     from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
     if _original_highwaters is not None:
         AIOKafkaConsumerThread._highwaters = _original_highwaters  # type: ignore[method-assign]
         _original_highwaters = None
+        _client_kwargs = {}
 
 
 def is_installed() -> bool:
     return _original_highwaters is not None
-
-
-# --------------------------------------------------------------------------- broker lost its data
-OFFSET_KEY = b"__faust\0offset__"  # faust.stores.rocksdb.Store.offset_key
-
-
-def _read_persisted_offset(db_path: str) -> Optional[int]:
-    """The changelog offset Faust persisted in one partition's RocksDB (read-only open)."""
-    from rocksdict import AccessType, Options, Rdict
-
-    db = Rdict(db_path, options=Options(raw_mode=True), access_type=AccessType.read_only())
-    try:
-        raw = db.get(OFFSET_KEY)
-    finally:
-        db.close()
-    return int(raw) if raw is not None else None
-
-
-def persisted_changelog_offsets(app: Any) -> dict[TopicPartition, tuple[str, int]]:
-    """{changelog TP: (db path, persisted offset)} for every RocksDB table partition on disk.
-
-    Synchronous; call before the worker starts (the RocksDB files must not be open).
-    """
-    from pathlib import Path
-
-    found: dict[TopicPartition, tuple[str, int]] = {}
-    for table in app.tables.values():
-        store = table.data
-        if not hasattr(store, "partition_path"):  # memory store: nothing persisted
-            continue
-        topic = table.changelog_topic.get_topic_name()
-        nparts = table.partitions or app.conf.topic_partitions
-        for p in range(nparts):
-            path = Path(store.partition_path(p))
-            if path.exists():
-                offset = _read_persisted_offset(str(path))
-                if offset is not None:
-                    found[TopicPartition(topic, p)] = (str(path), offset)
-    return found
-
-
-async def lost_broker_data(persisted: Mapping[TopicPartition, tuple[str, int]],
-                           bootstrap_servers: Union[str, Sequence[str]],
-                           *, timeout: float = 10.0) -> list[str]:
-    """Reasons why local table state is ahead of the broker (empty list = consistent).
-
-    ``persisted`` comes from :func:`persisted_changelog_offsets`.  Each persisted
-    changelog offset ``o`` needs the changelog's true end offset > ``o``; a missing
-    changelog topic or a smaller end offset means the broker lost data (e.g. the
-    tansu memory engine was restarted).  Faust itself would crash at recovery with
-    ``ConsistencyError`` (or, with ``recovery_consistency_check=False``, keep stale
-    state and skip the new changelog's first records).
-    """
-    if not persisted:
-        return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None,
-                                enable_auto_commit=False)
-    await consumer.start()
-    try:
-        existing = await consumer.topics()
-        present = [tp for tp in persisted if tp.topic in existing]
-        approx = await consumer.end_offsets(present) if present else {}
-    finally:
-        await consumer.stop()
-    true = await refine_end_offsets(bootstrap_servers, approx, timeout=timeout) if approx else {}
-    reasons = []
-    for tp, (path, offset) in sorted(persisted.items()):
-        if tp.topic not in existing:
-            reasons.append(f"{path}: persisted offset {offset}, changelog topic {tp.topic} missing")
-        elif true.get(tp) is None or offset >= int(true[tp]):  # type: ignore[arg-type]
-            reasons.append(f"{path}: persisted offset {offset} >= changelog end {true.get(tp)} ({tp})")
-    return reasons
-
-
-def wipe_tables_if_broker_lost_data(app: Any, bootstrap_servers: Union[str, Sequence[str]]) -> list[str]:
-    """Synchronous start-up guard: delete ``app.conf.tabledir`` if :func:`lost_broker_data` says so.
-
-    Returns the reasons (empty if nothing was wiped).  Run before ``Worker(app)``;
-    the broker check runs on a private event loop in a helper thread.
-    """
-    import asyncio
-    import shutil
-    import threading
-
-    persisted = persisted_changelog_offsets(app)
-    reasons: list[str] = []
-    if persisted:
-        # Own loop in a thread: never touch (or close) the loop the app will run on.
-        def run() -> None:
-            reasons.extend(asyncio.run(lost_broker_data(persisted, bootstrap_servers)))
-
-        t = threading.Thread(target=run, name="tansu-lost-data-check")
-        t.start()
-        t.join()
-    if reasons:
-        log.warning("broker lost data; wiping local tables in %s: %s", app.conf.tabledir, reasons)
-        shutil.rmtree(app.conf.tabledir, ignore_errors=True)
-    return reasons

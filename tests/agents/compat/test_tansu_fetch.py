@@ -1,4 +1,4 @@
-"""agents.tansu_fetch: Faust's worker consumer waits at most a few ms for data on the local tansu.
+"""agents.compat.tansu_fetch: Faust's worker consumer waits at most a few ms for data on the local tansu.
 
 tansu holds a fetch that finds no data for its whole max wait, even when records
 arrive meanwhile, so Faust's hard-coded 1,500 ms wait became the latency of every
@@ -11,7 +11,7 @@ import asyncio
 import faust
 import pytest
 
-from agents import tansu_fetch
+from agents.compat import tansu_fetch
 
 
 def _worker_consumer_wait(tmp_path) -> int:

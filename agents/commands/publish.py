@@ -7,8 +7,8 @@ event's ``crime_ref`` when the line is a JSON object with a string ``crime_ref``
 key. Lines that are not JSON objects are
 still sent, and reported on stderr with their line number.
 
-Exit codes: 0 every line acknowledged; 1 some sends failed; 2 unreadable file, bad
-settings, or broker unreachable.
+Exit codes (agents/commands): 0 every line acknowledged; 1 some sends failed; 2 unreadable
+file, bad settings, or broker unreachable.
 """
 from __future__ import annotations
 
@@ -20,13 +20,14 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import IO, Callable, Iterable, Iterator, Optional, Union
+from typing import IO, Any, Callable, Iterable, Iterator, Optional, Union
 
-from agents.broker import BrokerError, reachable_servers
-from agents.settings import Settings
+from schemas.events import MERGE_KEY
 
-# Seconds to wait for the broker to answer before giving up (exit code 2).
-CONNECT_TIMEOUT = 5.0
+from ..kafka_admin import BrokerError, reachable_servers
+from ..kafka_clients import kafka_python_kwargs
+from ..settings import KAFKA_FIELDS, add_common_args, help_text
+from . import CONNECT_TIMEOUT, EXIT_FAILED, Fail, command, say, settings_of
 
 __all__ = ["PublishResult", "event_key", "main", "publish_lines"]
 
@@ -55,7 +56,6 @@ class PublishResult:
 
 
 MAX_ERRORS = 100
-MERGE_KEY = b"suspects.merged"
 
 
 def event_key(line: Union[bytes, str]) -> tuple[Optional[bytes], Optional[str]]:
@@ -77,32 +77,58 @@ def event_key(line: Union[bytes, str]) -> tuple[Optional[bytes], Optional[str]]:
     return None, None
 
 
-def _producer(servers: list[str], compression: Optional[str]):
+def _producer(bootstrap: Union[str, list[str]], compression: Optional[str], client_kwargs: dict):
+    """A kafka-python producer on a broker that answers, or BrokerError."""
+    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT, ssl_context=client_kwargs.get("ssl_context"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka import KafkaProducer
-    return KafkaProducer(
-        bootstrap_servers=servers,
-        client_id="harmrank-publish",
-        acks="all",
-        linger_ms=20,
-        compression_type=compression,
-        # The idempotent producer (kafka-python's default; tansu accepts it) keeps the
-        # order of the events of one crime_ref across retries.
-        enable_idempotence=True,
-        retries=5,
-        delivery_timeout_ms=60000,
-        request_timeout_ms=15000,
-        max_block_ms=15000,
-        max_request_size=4 * 1024 * 1024,
-    )
+        from kafka.errors import KafkaError
+    try:
+        return KafkaProducer(
+            **client_kwargs,
+            bootstrap_servers=servers,
+            client_id="harmrank-publish",
+            acks="all",
+            linger_ms=20,
+            compression_type=compression,
+            # The idempotent producer (kafka-python's default; tansu accepts it) keeps the
+            # order of the events of one crime_ref across retries.
+            enable_idempotence=True,
+            retries=5,
+            delivery_timeout_ms=60000,
+            request_timeout_ms=15000,
+            max_block_ms=15000,
+            max_request_size=4 * 1024 * 1024,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
+
+
+class _Tally:
+    """A publish's result, counted from kafka-python's callbacks (another thread) under one lock."""
+
+    def __init__(self):
+        self.result = PublishResult()
+        self.lock = threading.Lock()
+
+    def acked(self, _meta: Any) -> None:
+        with self.lock:
+            self.result.sent += 1
+
+    def failed(self, line_no: int, exc: BaseException) -> None:
+        with self.lock:
+            self.result.failed += 1
+            if len(self.result.errors) < MAX_ERRORS:
+                self.result.errors.append((line_no, f"{type(exc).__name__}: {exc}"))
 
 
 def publish_lines(
     lines: Iterable[Union[bytes, str]],
     bootstrap: Union[str, list[str]],
-    topic: str = "crime-reports",
+    topic: str,
     *,
+    client_kwargs: Optional[dict] = None,
     rate: Optional[float] = None,
     compression: Optional[str] = None,
     on_problem: Optional[Callable[[int, str], None]] = None,
@@ -115,43 +141,21 @@ def publish_lines(
     ``rate`` paces sends to at most that many events per second. ``on_problem(line_no,
     reason)`` is called for each line that is not a JSON object (it is sent anyway).
     ``on_progress(queued, acked, elapsed)`` is called about once a second.
+    ``client_kwargs`` are kafka-python's security arguments (`kafka_clients.kafka_python_kwargs`).
     Raises ``BrokerError`` when the broker cannot be reached at all.
     """
-    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         from kafka.errors import KafkaError, KafkaTimeoutError
-    try:
-        producer = _producer(servers, compression)
-    except KafkaError as exc:
-        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
-
-    result = PublishResult()
-    lock = threading.Lock()
-
-    def record_error(line_no: int, exc: BaseException) -> None:
-        with lock:
-            result.failed += 1
-            if len(result.errors) < MAX_ERRORS:
-                result.errors.append((line_no, f"{type(exc).__name__}: {exc}"))
-
-    def ok_cb(_meta, line_no=None):
-        with lock:
-            result.sent += 1
+    producer = _producer(bootstrap, compression, dict(client_kwargs or {}))
+    tally = _Tally()
+    result, lock, record_error = tally.result, tally.lock, tally.failed
 
     aborted: Optional[BaseException] = None
     start = time.monotonic()
     next_progress = start + 1.0
     try:
-        for line_no, raw in enumerate(lines, 1):
-            if isinstance(raw, str):
-                raw = raw.encode("utf-8")
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-                if raw.endswith(b"\r"):
-                    raw = raw[:-1]
-            if not raw.strip():
-                continue
+        for line_no, raw in _payloads(lines):
             key, problem = event_key(raw)
             if problem is not None:
                 result.not_json.append((line_no, problem))
@@ -175,7 +179,7 @@ def publish_lines(
             except KafkaError as exc:  # e.g. MessageSizeTooLarge
                 record_error(line_no, exc)
                 continue
-            future.add_callback(ok_cb)
+            future.add_callback(tally.acked)
             future.add_errback(lambda exc, n=line_no: record_error(n, exc))
             if on_progress is not None:
                 now = time.monotonic()
@@ -194,13 +198,30 @@ def publish_lines(
             producer.close(timeout=5)
         result.elapsed = time.monotonic() - start
     with lock:
-        # Anything neither acknowledged nor failed by now timed out.
-        missing = result.lines - result.sent - result.failed
-        if missing > 0:
-            result.failed += missing
-            if len(result.errors) < MAX_ERRORS:
-                result.errors.append((0, f"{missing} events not acknowledged within {flush_timeout:g} s"))
+        _count_unacknowledged(result, flush_timeout)
     return result
+
+
+def _payloads(lines: Iterable[Union[bytes, str]]) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes without the line terminator) of each non-blank line."""
+    for line_no, raw in enumerate(lines, 1):
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8")
+        if raw.endswith(b"\n"):
+            raw = raw[:-1]
+            if raw.endswith(b"\r"):
+                raw = raw[:-1]
+        if raw.strip():
+            yield line_no, raw
+
+
+def _count_unacknowledged(result: PublishResult, flush_timeout: float) -> None:
+    """After the flush: anything neither acknowledged nor failed by now timed out."""
+    missing = result.lines - result.sent - result.failed
+    if missing > 0:
+        result.failed += missing
+        if len(result.errors) < MAX_ERRORS:
+            result.errors.append((0, f"{missing} events not acknowledged within {flush_timeout:g} s"))
 
 
 def _read_lines(fh: IO[bytes]) -> Iterator[bytes]:
@@ -208,43 +229,37 @@ def _read_lines(fh: IO[bytes]) -> Iterator[bytes]:
         yield line
 
 
+PROG = "harmrank publish"
+
+
+@command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="harmrank publish",
-        description="Publish a JSON-lines file of input events (one per line; '-' = stdin).",
-    )
+    parser = argparse.ArgumentParser(prog=PROG,
+                                     description="Publish a JSON-lines file of input events (one per line; '-' = stdin).")
     parser.add_argument("file", metavar="FILE", help="JSON-lines file, or - for stdin")
-    parser.add_argument("--broker", default=None, help="broker URL (env HARMRANK_BROKER; default kafka://127.0.0.1:9092)")
-    parser.add_argument("--topic", default=None, help="topic (env HARMRANK_INPUT_TOPIC; default crime-reports)")
+    parser.add_argument("--topic", dest="input_topic", default=None, help=help_text("input_topic"))
     parser.add_argument("--rate", type=float, default=None, metavar="EPS", help="send at most EPS events per second")
-    parser.add_argument("--progress", action="store_true", help="report progress every second even when stderr is not a terminal")
+    parser.add_argument("--progress", action="store_true",
+                        help="report progress every second even when stderr is not a terminal")
     parser.add_argument("--compression", choices=["none", "gzip"], default="none",
                         help="batch compression (default none: faster against the local broker)")
+    add_common_args(parser, only=KAFKA_FIELDS)
     args = parser.parse_args(argv)
-
-    def err(msg: str) -> None:
-        print(f"harmrank publish: {msg}", file=sys.stderr, flush=True)
-
-    try:
-        settings = Settings.from_env(broker=args.broker, input_topic=args.topic)
-    except ValueError as exc:
-        err(str(exc))
-        return 2
+    settings = settings_of(args)
     if args.rate is not None and not args.rate > 0:
-        err(f"--rate must be a positive number, got {args.rate:g}")
-        return 2
-
+        raise Fail(f"--rate must be a positive number, got {args.rate:g}")
     if args.file == "-":
-        fh = sys.stdin.buffer
-        close = False
-    else:
-        try:
-            fh = open(args.file, "rb")
-        except OSError as exc:
-            err(f"cannot read {args.file}: {exc.strerror or exc}")
-            return 2
-        close = True
+        return _publish(sys.stdin.buffer, args, settings)
+    try:
+        fh = open(args.file, "rb")
+    except OSError as exc:
+        raise Fail(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    with fh:
+        return _publish(fh, args, settings)
 
+
+def _publish(fh: IO[bytes], args: argparse.Namespace, settings) -> int:
+    """Send the file's lines and report on stderr; the exit code."""
     reported = [0]
 
     def on_problem(line_no: int, reason: str) -> None:
@@ -257,32 +272,20 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     def on_progress(queued: int, acked: int, elapsed: float) -> None:
         msg = f"queued {queued}, acknowledged {acked} ({acked / elapsed if elapsed else 0:.0f}/s)"
-        if tty:
-            print("\r" + msg + "   ", end="", file=sys.stderr, flush=True)
-        else:
-            print(msg, file=sys.stderr, flush=True)
+        print(("\r" + msg + "   ") if tty else msg, end="" if tty else "\n", file=sys.stderr, flush=True)
 
     try:
-        result = publish_lines(
-            _read_lines(fh), settings.broker, settings.input_topic,
-            rate=args.rate,
-            compression=None if args.compression == "none" else args.compression,
-            on_problem=on_problem,
-            on_progress=on_progress if show_progress else None,
-        )
+        result = publish_lines(_read_lines(fh), settings.broker, settings.input_topic, rate=args.rate,
+                               client_kwargs=kafka_python_kwargs(settings),
+                               compression=None if args.compression == "none" else args.compression,
+                               on_problem=on_problem, on_progress=on_progress if show_progress else None)
     except BrokerError as exc:
-        err(str(exc))
-        return 2
+        raise Fail(str(exc)) from None
     except OSError as exc:
-        err(f"error reading {args.file}: {exc.strerror or exc}")
-        return 2
+        raise Fail(f"error reading {args.file}: {exc.strerror or exc}") from None
     except KeyboardInterrupt:
-        err("interrupted")
+        say(PROG, "interrupted")
         return 130
-    finally:
-        if close:
-            with contextlib.suppress(Exception):
-                fh.close()
     if show_progress and tty:
         print(file=sys.stderr)
     if reported[0] > MAX_REPORTED:
@@ -291,8 +294,4 @@ def main(argv: Optional[list[str]] = None) -> int:
         where = f"line {line_no}: " if line_no else ""
         print(f"{where}send failed: {message}", file=sys.stderr)
     print(result.summary(), flush=True)
-    return 0 if result.ok else 1
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    return 0 if result.ok else EXIT_FAILED

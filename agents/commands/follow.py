@@ -24,11 +24,10 @@ import time
 import warnings
 from typing import Any, Callable, Optional, TextIO, Union
 
-from agents.broker import BrokerError, reachable_servers
-from agents.settings import Settings
-
-# Seconds to wait for the broker to answer before giving up (exit code 2).
-CONNECT_TIMEOUT = 5.0
+from ..kafka_admin import BrokerError, reachable_servers
+from ..kafka_clients import kafka_python_kwargs
+from ..settings import KAFKA_FIELDS, add_common_args, help_text
+from . import CONNECT_TIMEOUT, Fail, command, say, settings_of
 
 __all__ = ["format_event", "follow", "main"]
 
@@ -80,6 +79,49 @@ def format_event(value: Union[bytes, str, dict]) -> str:
     return f"{when}  {str(kind or '?').upper():6} {text}"
 
 
+def _consumer(servers: list[str], from_beginning: bool, client_kwargs: dict):
+    """A kafka-python consumer with no group (nothing is committed), or BrokerError."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from kafka import KafkaConsumer
+        from kafka.errors import KafkaError
+    try:
+        return KafkaConsumer(
+            bootstrap_servers=servers,
+            client_id="harmrank-follow",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            session_timeout_ms=6000,
+            fetch_max_wait_ms=100,
+            allow_auto_create_topics=False,
+            **client_kwargs,
+        )
+    except KafkaError as exc:
+        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
+
+
+def _seek_to_end(consumer: Any, tps: list) -> dict:
+    """Seek to the end; returns {partition: offset} below which records are history, to skip.
+
+    tansu: the LATEST offset may be inside the last batch; the real end is the
+    fetch high watermark.
+    """
+    consumer.seek_to_end(*tps)
+    skip_below: dict = {}
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        consumer.poll(timeout_ms=100)  # history
+        known = {tp: consumer.highwater(tp) for tp in tps}
+        if all(hw is not None for hw in known.values()):
+            skip_below = known
+            break
+    for tp, hw in skip_below.items():
+        if hw is not None and consumer.position(tp) < hw:
+            consumer.seek(tp, hw)
+    return skip_below
+
+
 def follow(
     bootstrap: Union[str, list[str]],
     topic: str,
@@ -89,30 +131,20 @@ def follow(
     max_events: Optional[int] = None,
     idle_timeout: Optional[float] = None,
     on_waiting: Optional[Callable[[str], None]] = None,
+    client_kwargs: Optional[dict] = None,
 ) -> int:
     """Call ``emit(value_bytes)`` for each event; returns how many were emitted.
 
     Stops after ``max_events`` events, or after ``idle_timeout`` seconds with none.
+    ``client_kwargs`` are kafka-python's security arguments (`kafka_clients.kafka_python_kwargs`).
     Raises ``BrokerError`` when the broker cannot be reached.
     """
-    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT)
+    client_kwargs = dict(client_kwargs or {})
+    servers = reachable_servers(bootstrap, timeout=CONNECT_TIMEOUT, ssl_context=client_kwargs.get("ssl_context"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
-    try:
-        consumer = KafkaConsumer(
-            bootstrap_servers=servers,
-            client_id="harmrank-follow",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest" if from_beginning else "latest",
-            session_timeout_ms=6000,
-            fetch_max_wait_ms=100,
-            allow_auto_create_topics=False,
-        )
-    except KafkaError as exc:
-        raise BrokerError(f"broker unreachable at {','.join(servers)}: {exc}") from None
+        from kafka import TopicPartition
+    consumer = _consumer(servers, from_beginning, client_kwargs)
 
     count = 0
     last_activity = time.monotonic()
@@ -143,20 +175,7 @@ def follow(
             # A topic that did not exist when we started holds only new events.
             consumer.seek_to_beginning(*tps)
         else:
-            consumer.seek_to_end(*tps)
-            # tansu: the LATEST offset may be inside the last batch; learn the real end
-            # from the fetch high watermark, and skip anything below it.
-            deadline = time.monotonic() + 3.0
-            while time.monotonic() < deadline:
-                records = consumer.poll(timeout_ms=100)
-                del records  # history
-                known = {tp: consumer.highwater(tp) for tp in tps}
-                if all(hw is not None for hw in known.values()):
-                    skip_below = known
-                    break
-            for tp, hw in skip_below.items():
-                if hw is not None and consumer.position(tp) < hw:
-                    consumer.seek(tp, hw)
+            skip_below = _seek_to_end(consumer, tps)
         last_activity = time.monotonic()
         # 2. Follow.
         while True:
@@ -180,40 +199,29 @@ def follow(
             consumer.close()
 
 
+PROG = "harmrank follow"
+
+
+@command(PROG)
 def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="harmrank follow",
-        description="Print the ranking events (entered / exited the top N) as they arrive.",
-    )
-    parser.add_argument("--broker", default=None, help="broker URL (env HARMRANK_BROKER; default kafka://127.0.0.1:9092)")
-    parser.add_argument("--topic", default=None, help="topic (env HARMRANK_OUTPUT_TOPIC; default harm-ranking)")
+    parser = argparse.ArgumentParser(prog=PROG,
+                                     description="Print the ranking events (entered / exited the top N) as they arrive.")
+    parser.add_argument("--topic", dest="output_topic", default=None, help=help_text("output_topic"))
     parser.add_argument("--json", action="store_true", help="print each event's raw JSON line")
     parser.add_argument("--from-beginning", action="store_true", help="start at the beginning of the topic, not its end")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="stop after N events")
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds with no event")
+    add_common_args(parser, only=KAFKA_FIELDS)
     args = parser.parse_args(argv)
     out = stdout if stdout is not None else sys.stdout
-
-    def err(msg: str) -> None:
-        print(f"harmrank follow: {msg}", file=sys.stderr, flush=True)
-
-    try:
-        settings = Settings.from_env(broker=args.broker, output_topic=args.topic)
-    except ValueError as exc:
-        err(str(exc))
-        return 2
+    settings = settings_of(args)
     if args.max is not None and args.max < 1:
-        err(f"--max must be a positive integer, got {args.max}")
-        return 2
+        raise Fail(f"--max must be a positive integer, got {args.max}")
     if args.timeout is not None and not args.timeout > 0:
-        err(f"--timeout must be a positive number, got {args.timeout:g}")
-        return 2
+        raise Fail(f"--timeout must be a positive number, got {args.timeout:g}")
 
     def emit(value: bytes) -> None:
-        if args.json:
-            line = value.decode("utf-8", "replace").rstrip("\n")
-        else:
-            line = format_event(value)
+        line = value.decode("utf-8", "replace").rstrip("\n") if args.json else format_event(value)
         out.write(line + "\n")
         out.flush()
 
@@ -225,14 +233,11 @@ def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> i
         with contextlib.suppress(ValueError):  # not in the main thread
             previous[sig] = signal.signal(sig, _interrupt)
     try:
-        follow(
-            settings.broker, settings.output_topic, emit,
-            from_beginning=args.from_beginning, max_events=args.max, idle_timeout=args.timeout,
-            on_waiting=err,
-        )
+        follow(settings.broker, settings.output_topic, emit, from_beginning=args.from_beginning,
+               max_events=args.max, idle_timeout=args.timeout, on_waiting=lambda msg: say(PROG, msg),
+               client_kwargs=kafka_python_kwargs(settings))
     except BrokerError as exc:
-        err(str(exc))
-        return 2
+        raise Fail(str(exc)) from None
     except KeyboardInterrupt:
         return 0
     except BrokenPipeError:
@@ -245,7 +250,3 @@ def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> i
             with contextlib.suppress(Exception):
                 signal.signal(sig, handler)
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

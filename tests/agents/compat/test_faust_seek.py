@@ -1,4 +1,4 @@
-"""agents.faust_seek: after Faust's seek to committed offsets, uncommitted stage partitions go back to their start.
+"""agents.compat.faust_seek: after Faust's seek to committed offsets, uncommitted stage partitions go back to their start.
 
 The end-to-end kill tests (tests/e2e/test_worker.py) show the loss it prevents on a real
 worker; this checks the rule on Faust's consumer class with its broker calls replaced.
@@ -11,7 +11,7 @@ import pytest
 from faust.transport.consumer import Consumer
 from faust.types import TP
 
-from agents import faust_seek
+from agents.compat import faust_seek
 
 
 class _Consumer:
