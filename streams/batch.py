@@ -38,13 +38,16 @@ def now_us() -> int:
 
 def rank_lines(lines: Iterable, harm_table, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
                as_of: Optional[int] = None, on_reject: Optional[Callable[[int, str], None]] = None,
-               clock_now: Optional[int] = None, keep_events: bool = False) -> BatchResult:
+               clock_now: Optional[int] = None, keep_events: bool = False,
+               retention_days: Optional[int] = None) -> BatchResult:
     """Apply every line (bytes or str, one JSON event each) in order; returns the final state.
 
     With `as_of`, events recorded after it have not happened yet and are not
-    applied, and the clock is set to `as_of` at the end (so allegations age out).
+    applied, and the clock is set to `as_of` at the end (so allegations age out, and
+    reports older than `retention_days` are forgotten; None: window_days + 90).
     """
-    pipe = Pipeline(harm_table, top_n=top_n, window_days=window_days, min_allegations=min_allegations)
+    pipe = Pipeline(harm_table, top_n=top_n, window_days=window_days, min_allegations=min_allegations,
+                    retention_days=retention_days)
     result = BatchResult(pipe, as_of)
     now = now_us() if clock_now is None else clock_now
     with long_lived_state() as tick:  # see streams/gcpolicy.py: the state is millions of long-lived objects

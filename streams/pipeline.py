@@ -14,11 +14,14 @@ from .ranker import Ranker
 from .register import ACCEPTED, Outcome, Register
 from .store import DictStore
 
+RETENTION_MARGIN_DAYS = 90  # the default retention: the window and this much more (SPEC §9)
+
 
 class Pipeline:
     def __init__(self, harm_table, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
-                 book_capacity: Optional[int] = None):
-        self.register = Register(DictStore(), harm_table)
+                 book_capacity: Optional[int] = None, retention_days: Optional[int] = None):
+        retention = window_days + RETENTION_MARGIN_DAYS if retention_days is None else retention_days
+        self.register = Register(DictStore(), harm_table, retention)
         self.ledger = Ledger(DictStore(), top_n, window_days, min_allegations, book_capacity)
         self.ranker = Ranker(DictStore(), top_n)
 
@@ -35,8 +38,9 @@ class Pipeline:
         return outcome
 
     def advance(self, as_of: int) -> None:
-        """Move the clock (an accepted event's `at`, or the wall clock)."""
+        """Move the clock (an accepted event's `at`, or the wall clock): allegations age out, reports are forgotten."""
         self.ledger.advance(as_of)
+        self.register.advance(as_of)
 
     def flush(self) -> list[dict]:
         """Pass the ledger's local top-N changes to the ranker; returns the ranking events."""
