@@ -21,10 +21,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--as-of", help="RFC 3339 time (default: the newest `at` of the accepted events)")
     parser.add_argument("--top", type=int, dest="top_n", help="how many to rank (default HARMRANK_TOP_N or 100)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_common_args(parser, only=["window_days", "min_allegations", "harm_table"])
+    add_common_args(parser, only=["window_days", "retention_days", "min_allegations", "harm_table"])
     args = parser.parse_args(argv)
     try:
-        settings = Settings.from_env(top_n=args.top_n, window_days=args.window_days,
+        settings = Settings.from_env(top_n=args.top_n, window_days=args.window_days, retention_days=args.retention_days,
                                      min_allegations=args.min_allegations, harm_table=args.harm_table)
         as_of = parse_timestamp(args.as_of) if args.as_of else None
     except ValueError as exc:
@@ -47,7 +47,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with fh:
             result = rank_lines(fh, harm, top_n=settings.top_n, window_days=settings.window_days,
-                                min_allegations=settings.min_allegations, as_of=as_of, on_reject=report)
+                                min_allegations=settings.min_allegations, as_of=as_of, on_reject=report,
+                                retention_days=settings.retention_days)
     except OSError as exc:
         print(f"harmrank rank: error reading {args.file}: {exc}", file=sys.stderr)
         return 2

@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 
 ENV_PREFIX = "HARMRANK_"
 CLOCK_MODES = ("wall", "event")
+RETENTION_MARGIN_DAYS = 90  # the default retention is the window and this much more
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Settings:
     data_dir: str = "./data"
     top_n: int = 100
     window_days: int = 365
+    retention_days: Optional[int] = None  # None = window_days + 90 (SPEC §9); never shorter than the window
     min_allegations: int = 2
     harm_table: Optional[str] = None  # None = the shipped default table
     clock: str = "wall"  # "wall" or "event"
@@ -39,6 +41,11 @@ class Settings:
         for f in fields(self):
             value = getattr(self, f.name)
             setattr(self, f.name, _convert(f.name, value, source=f.name))
+        if self.retention_days is None:
+            self.retention_days = self.window_days + RETENTION_MARGIN_DAYS
+        elif self.retention_days < self.window_days:
+            raise ValueError(f"HARMRANK_RETENTION_DAYS ({self.retention_days}) must be at least HARMRANK_WINDOW_DAYS "
+                             f"({self.window_days}): a report must not be forgotten while it still counts")
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -72,6 +79,7 @@ class Settings:
 
 
 _POSITIVE_INT = {"top_n", "window_days", "min_allegations", "partitions"}
+_OPTIONAL_POSITIVE_INT = {"retention_days"}
 _PORT = {"web_port"}
 _POSITIVE_FLOAT = {"tick_seconds", "batch_window_ms"}
 _OPTIONAL_STR = {"harm_table", "api_token"}
@@ -81,8 +89,10 @@ _NONEMPTY_STR = {"broker", "data_dir", "web_host", "input_topic", "output_topic"
 def _convert(name: str, value: Any, source: str) -> Any:
     """Convert ``value`` (a string from the environment, or a typed value) for ``name``."""
     label = source if source.startswith(("HARMRANK_", "--")) else name
-    if name in _POSITIVE_INT or name in _PORT:
-        kind = "a positive integer" if name in _POSITIVE_INT else "a port number (1-65535)"
+    if name in _OPTIONAL_POSITIVE_INT and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
+    if name in _POSITIVE_INT or name in _OPTIONAL_POSITIVE_INT or name in _PORT:
+        kind = "a port number (1-65535)" if name in _PORT else "a positive integer"
         try:
             if isinstance(value, bool):
                 raise ValueError
@@ -163,6 +173,8 @@ _HELP = {
     "data_dir": "directory for local state (env HARMRANK_DATA_DIR; default ./data)",
     "top_n": "size of the top N (env HARMRANK_TOP_N; default 100)",
     "window_days": "rolling window in days (env HARMRANK_WINDOW_DAYS; default 365)",
+    "retention_days": "days after which a report is forgotten, at least the window (env HARMRANK_RETENTION_DAYS; "
+                      "default: window_days + 90)",
     "min_allegations": "VAWG allegations needed to be ranked (env HARMRANK_MIN_ALLEGATIONS; default 2)",
     "harm_table": "harm table CSV (env HARMRANK_HARM_TABLE; default: the shipped table)",
     "clock": "'wall' or 'event' (env HARMRANK_CLOCK; default wall)",

@@ -398,6 +398,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                         outbox.add(ledger_topic, partition_for(u.suspect, partitions),
                                    allegation_update_to_json(u), t0)
                 if newest is not None and newest > store.get(CLOCK_KEY, 0):
+                    reg.advance(newest)  # forgets what left the retention period (SPEC §9)
                     store[CLOCK_KEY] = newest
                 rt.ticks.later(newest)
             # One acknowledgement for the whole batch, then every partition's state.
