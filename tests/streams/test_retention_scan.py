@@ -99,4 +99,16 @@ def test_a_cancelled_report_names_nobody_at_once():
     p.apply(linked("C1", "S3", T0 + 1))
     p.apply(cancelled("C1", T0 + 2))
     p.flush()
-    assert not {"S1", "S2", "S3", "V1"} & names_in(p.register.store)
+    for name, store in stores(p).items():
+        assert not {"S1", "S2", "S3", "V1"} & names_in(store), name
+
+
+def test_an_unlinked_or_merged_away_allegation_leaves_no_entry_naming_him():
+    p = Pipeline(HARM, top_n=3, window_days=10, retention_days=30)
+    p.apply(recorded("C1", "019/08", ["S1", "S2"], T0, victims=(("V1", "F"),)))
+    p.apply(unlinked("C1", "S1", T0 + 1))
+    p.apply(recorded("C2", "008/06", ["S3"], T0 + 2, victims=(("V2", "F"),)))
+    p.apply(merged("S3", "S2", T0 + 3))
+    p.flush()
+    assert not {"S1", "S3"} & names_in(p.ledger.store)
+    assert {"C1", "C2"} <= {ref for ref in p.ledger.store["p:S2"][4]}
