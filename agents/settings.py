@@ -29,6 +29,7 @@ class Settings:
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     api_token: Optional[str] = None
+    api_tokens: Optional[str] = None  # a file of `name:<sha256 hex of the token>` lines (named users)
     partitions: int = 4
     tick_seconds: float = 10.0  # how often the wall clock ticks
     batch_window_ms: float = 10.0  # how long a stage gathers a batch once its first message is there
@@ -82,7 +83,7 @@ _POSITIVE_INT = {"top_n", "window_days", "min_allegations", "partitions"}
 _OPTIONAL_POSITIVE_INT = {"retention_days"}
 _PORT = {"web_port"}
 _POSITIVE_FLOAT = {"tick_seconds", "batch_window_ms"}
-_OPTIONAL_STR = {"harm_table", "api_token"}
+_OPTIONAL_STR = {"harm_table", "api_token", "api_tokens"}
 _NONEMPTY_STR = {"broker", "data_dir", "web_host", "input_topic", "output_topic", "dlq_topic"}
 
 
@@ -181,6 +182,7 @@ _HELP = {
     "web_port": "HTTP API port (env HARMRANK_WEB_PORT; default 6066)",
     "web_host": "HTTP API bind address (env HARMRANK_WEB_HOST; default 127.0.0.1)",
     "api_token": "bearer token for /ranking and /suspects (env HARMRANK_API_TOKEN)",
+    "api_tokens": "file of named users' tokens, lines 'name:<sha256 hex of the token>' (env HARMRANK_API_TOKENS)",
     "partitions": "partitions of the input topic when created (env HARMRANK_PARTITIONS; default 4)",
     "tick_seconds": "wall clock tick interval in seconds (env HARMRANK_TICK_SECONDS; default 10)",
     "batch_window_ms": "how long each stage gathers a batch once a message is there, in ms: longer means fewer, "

@@ -42,6 +42,7 @@ from streams.register import ACCEPTED, DUPLICATE, Register
 
 from . import codec, faust_store, metrics, tansu_fetch
 from .access import Access, gate
+from .audit import AuditTrail
 from .faust_store import ChangelogPipe, PartitionStore, resend_pending
 from .intake import IntakeReader, merge_partition
 from .publish import MERGE_KEY
@@ -194,7 +195,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
-        web_application_options={"middlewares": [gate(Access(settings.api_token))]},
+        web_application_options={"middlewares": [gate(Access.from_settings(settings), AuditTrail(lambda: app))]},
         stream_wait_empty=False,
         logging_config=None,
     )

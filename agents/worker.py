@@ -12,6 +12,8 @@ from typing import Optional
 
 from schemas.harm_table import HarmTableError, load_harm_table
 
+from .access import load_named_tokens
+from .audit import AUDIT_TOPIC
 from .settings import add_common_args, settings_from_args
 
 log = logging.getLogger("harmrank")
@@ -34,6 +36,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (ValueError, HarmTableError, OSError) as exc:
         print(f"harmrank worker: {exc}", file=sys.stderr)
         return 2
+    try:
+        named_users = load_named_tokens(settings.api_tokens) if settings.api_tokens else {}
+    except ValueError as exc:
+        print(f"harmrank worker: HARMRANK_API_TOKENS: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"harmrank worker: HARMRANK_API_TOKENS: cannot read {settings.api_tokens}: {exc.strerror}",
+              file=sys.stderr)
+        return 2
 
     from .broker import BrokerError, ensure_topics, kafka_reachable
 
@@ -51,7 +62,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         note = epoch.reconcile(servers, settings.data_dir)
         ensure_topics(servers, {settings.input_topic: settings.partitions, settings.output_topic: 1,
-                                settings.dlq_topic: 1})
+                                settings.dlq_topic: 1, AUDIT_TOPIC: 1})
     except (BrokerError, epoch.LayoutMismatch) as exc:
         print(f"harmrank worker: {exc}", file=sys.stderr)
         return 2
@@ -62,8 +73,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         tansu_fetch.install_fetch_wait(fetch_wait_ms)
     faust_drain.install()
     faust_seek.install(STAGE_INPUTS)
-    if not settings.api_token:
-        log.warning("HARMRANK_API_TOKEN is not set: /ranking and /suspects are closed (403)")
+    if not settings.api_token and not named_users:
+        log.warning("neither HARMRANK_API_TOKEN nor HARMRANK_API_TOKENS is set: /ranking and /suspects are "
+                    "closed (403)")
+    elif named_users:
+        log.info("API users: %d named in HARMRANK_API_TOKENS%s", len(named_users),
+                 ", and the shared token" if settings.api_token else "")
     metrics.prime()
 
     app, rt = build_app(settings, harm)
