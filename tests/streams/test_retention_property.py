@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from streams.pipeline import Pipeline
 from tests.streams.helpers import DAY, HARM, T0
 from tests.streams.oracle_retention import RetentionOracle
-from tests.streams.test_property import build, steps
+from tests.streams.test_property import CODES, VICTIMS, build, steps
 from tests.streams.test_retention_scan import names_in
 
 
@@ -68,6 +68,24 @@ def event_names(ev) -> set:
 @given(st.sampled_from([5, 6, 8]), steps)
 def test_retention_equals_recomputation(retention_days, seq):
     check(retention_days, seq)
+
+
+# Few ids, many merges, links and unlinks: aliases are forgotten while reports that name them still count.
+FEW = ["S0", "S1", "S2"]
+merge_heavy = st.lists(st.tuples(st.one_of(
+    st.tuples(st.just("rec"), st.sampled_from(["C0", "C1", "C2", "C3"]), st.sampled_from(CODES[:3]),
+              st.lists(st.sampled_from(FEW), min_size=1, max_size=2), st.just([VICTIMS[0]]), st.just(None)),
+    st.tuples(st.just("merge"), st.sampled_from(FEW), st.sampled_from(FEW)),
+    st.tuples(st.just("link"), st.sampled_from(["C0", "C1", "C2", "C3"]), st.sampled_from(FEW)),
+    st.tuples(st.just("unlink"), st.sampled_from(["C0", "C1", "C2", "C3"]), st.sampled_from(FEW)),
+    st.tuples(st.just("tick"),),
+), st.integers(0, 2 * DAY)), min_size=1, max_size=40)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(merge_heavy)
+def test_forgotten_aliases_equal_recomputation(seq):
+    check(5, seq, window_days=5, top_n=3)
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
