@@ -96,6 +96,7 @@ class Register:
         self.store = store
         self.harm = harm_table
         self.retention_us = None if retention_days is None else retention_days * US_PER_DAY
+        self._fkey: tuple = (None, None)  # (hour, "f:<hour>") of the last retention bucket written
 
     # -- reading -----------------------------------------------------------------
 
@@ -324,7 +325,10 @@ class Register:
             return
         store = self.store
         hour = at // US_PER_HOUR
-        bkey = f"f:{hour}"
+        last_hour, bkey = self._fkey
+        if hour != last_hour:
+            bkey = f"f:{hour}"
+            self._fkey = (hour, bkey)
         bucket = store.get(bkey)
         if bucket is None:
             store[bkey] = [[at], [key]]
@@ -348,10 +352,12 @@ class Register:
         if as_of <= store.get(CLOCK_KEY, 0):
             return
         store[CLOCK_KEY] = as_of
-        cursor = store.get(FORGET_CURSOR_KEY)
-        cutoff = self._cutoff()
-        if cursor is None or cutoff is None:
+        if self.retention_us is None:
             return
+        cursor = store.get(FORGET_CURSOR_KEY)
+        if cursor is None:
+            return
+        cutoff = as_of - self.retention_us
         last_hour = (cutoff - 1) // US_PER_HOUR  # the hour of the newest time that is due
         if last_hour < cursor:
             return
