@@ -96,6 +96,14 @@ MERGES_FORWARDED = Counter(
 )
 """Merges forwarded to the merge partition of the input topic."""
 
+AUDIT_FAILURES = Counter(
+    "harmrank_audit_failures_total",
+    "Audit records of requests to personal data (SPEC §9) that could not be sent to harmrank-audit; "
+    "each is logged at error instead. Any increase needs attention: the audit trail has a gap.",
+    registry=REGISTRY,
+)
+"""Audit records not sent (no labels: never a user name)."""
+
 RANKING_ENTRIES = Counter(
     "harmrank_ranking_entries_total",
     "ranking.entered events: suspects who entered the top N.",
@@ -212,6 +220,7 @@ METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_events_consumed_total",
     "harmrank_dead_letters_total",
     "harmrank_merges_forwarded_total",
+    "harmrank_audit_failures_total",
     "harmrank_ranking_entries_total",
     "harmrank_ranking_exits_total",
     "harmrank_output_events_total",
@@ -269,6 +278,7 @@ __all__ = [
     "REGISTRY",
     "EVENTS_CONSUMED",
     "DEAD_LETTERS",
+    "AUDIT_FAILURES",
     "RANKING_ENTRIES",
     "RANKING_EXITS",
     "OUTPUT_EVENTS",

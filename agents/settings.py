@@ -22,6 +22,7 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 #: The settings of how to reach the broker: every command that talks to Kafka takes their flags.
 KAFKA_FIELDS = ("broker", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
                 "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+RETENTION_MARGIN_DAYS = defaults.RETENTION_MARGIN_DAYS  # the default retention: the window and this much more
 
 
 @dataclass
@@ -31,11 +32,13 @@ class Settings:
     top_n: int = defaults.TOP_N
     window_days: int = defaults.WINDOW_DAYS
     min_allegations: int = defaults.MIN_ALLEGATIONS
+    retention_days: Optional[int] = None  # None = window_days + 90 (SPEC §9); never shorter than the window
     harm_table: Optional[str] = None  # None = the shipped default table
     clock: str = "wall"  # "wall" or "event"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     api_token: Optional[str] = None
+    api_tokens: Optional[str] = None  # a file of `name:<sha256 hex of the token>` lines (named users)
     partitions: int = 4
     tick_seconds: float = 10.0  # how often the wall clock ticks
     batch_window_ms: float = 10.0  # how long a stage gathers a batch once its first message is there
@@ -56,6 +59,11 @@ class Settings:
             value = getattr(self, f.name)
             setattr(self, f.name, _convert(f.name, value, source=f.name))
         _check_kafka_security(self)
+        if self.retention_days is None:
+            self.retention_days = self.window_days + RETENTION_MARGIN_DAYS
+        elif self.retention_days < self.window_days:
+            raise ValueError(f"HARMRANK_RETENTION_DAYS ({self.retention_days}) must be at least HARMRANK_WINDOW_DAYS "
+                             f"({self.window_days}): a report must not be forgotten while it still counts")
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -89,9 +97,10 @@ class Settings:
 
 
 _POSITIVE_INT = {"top_n", "window_days", "min_allegations", "partitions"}
+_OPTIONAL_POSITIVE_INT = {"retention_days"}
 _PORT = {"web_port"}
 _POSITIVE_FLOAT = {"tick_seconds", "batch_window_ms"}
-_OPTIONAL_STR = {"harm_table", "api_token", "kafka_sasl_username", "kafka_sasl_password"}
+_OPTIONAL_STR = {"harm_table", "api_token", "api_tokens", "kafka_sasl_username", "kafka_sasl_password"}
 _NONEMPTY_STR = {"broker", "data_dir", "web_host", "input_topic", "output_topic", "dlq_topic"}
 _FILE = {"kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"}
 _CHOICE = {"kafka_security_protocol": SECURITY_PROTOCOLS, "kafka_sasl_mechanism": SASL_MECHANISMS}
@@ -100,8 +109,10 @@ _CHOICE = {"kafka_security_protocol": SECURITY_PROTOCOLS, "kafka_sasl_mechanism"
 def _convert(name: str, value: Any, source: str) -> Any:
     """Convert ``value`` (a string from the environment, or a typed value) for ``name``."""
     label = source if source.startswith(("HARMRANK_", "--")) else name
-    if name in _POSITIVE_INT or name in _PORT:
-        kind = "a positive integer" if name in _POSITIVE_INT else "a port number (1-65535)"
+    if name in _OPTIONAL_POSITIVE_INT and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
+    if name in _POSITIVE_INT or name in _OPTIONAL_POSITIVE_INT or name in _PORT:
+        kind = "a port number (1-65535)" if name in _PORT else "a positive integer"
         try:
             if isinstance(value, bool):
                 raise ValueError
@@ -215,12 +226,14 @@ _HELP = {
     "data_dir": "directory for local state",
     "top_n": "size of the top N",
     "window_days": "rolling window in days",
+    "retention_days": "days after which a report is forgotten, at least the window (default: window_days + 90)",
     "min_allegations": "VAWG allegations needed to be ranked",
     "harm_table": "harm table CSV",
     "clock": "'wall' or 'event'",
     "web_port": "HTTP API port",
     "web_host": "HTTP API bind address",
-    "api_token": "bearer token for /ranking and /suspects",
+    "api_token": "the shared bearer token for the personal-data paths (user \"token\" in the audit)",
+    "api_tokens": "file of named users' tokens, lines 'name:<sha256 hex of the token>'",
     "partitions": "partitions of the input topic when created",
     "tick_seconds": "wall clock tick interval in seconds",
     "batch_window_ms": "how long each stage gathers a batch once a message is there, in ms: longer means fewer, "

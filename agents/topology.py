@@ -32,6 +32,7 @@ from streams.stages.register import RegisterStage
 
 from . import metrics
 from .access import Access, gate
+from .audit import AuditTrail
 from .compat import tansu_fetch
 from .faust_store import PartitionStore, resend_pending
 from .intake import IntakeReader, merge_partition
@@ -93,7 +94,8 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     tables = {"register": table("register", partitions), "ledger": table("ledger", partitions),
               "ranker": table("ranker", 1)}
     rt = Runtime(settings, harm,
-                 RegisterStage(harm, partitions, lambda p: PartitionStore(tables["register"], p), TICK_INTERVAL),
+                 RegisterStage(harm, partitions, lambda p: PartitionStore(tables["register"], p), TICK_INTERVAL,
+                               settings.retention_days),
                  LedgerStage(partitions, lambda p: PartitionStore(tables["ledger"], p, keep=LEDGER_CACHE),
                              settings.top_n, settings.window_days, settings.min_allegations),
                  RankerStage(lambda p: PartitionStore(tables["ranker"], p), settings.top_n))
@@ -113,7 +115,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
 
 
 def _app(settings: Settings) -> faust.App:
-    return faust.App(
+    app = faust.App(
         "harmrank",
         broker=settings.broker,
         store="rocksdb://",
@@ -139,11 +141,12 @@ def _app(settings: Settings) -> faust.App:
         web_graph_enabled=False,
         web_stats_enabled=False,
         web_metrics_enabled=False,
-        web_application_options={"middlewares": [gate(Access(settings.api_token))]},
+        web_application_options={"middlewares": [gate(Access.from_settings(settings), AuditTrail(lambda: app))]},
         stream_wait_empty=False,
         logging_config=None,
         **faust_kwargs(settings),  # TLS / SASL to the broker (SPEC §9)
     )
+    return app
 
 
 def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:

@@ -46,17 +46,19 @@ def now_us() -> int:
 
 def rank_lines(lines: Iterable, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
                as_of: Optional[int] = None, on_reject: Optional[Callable[[int, str], None]] = None,
-               clock_now: Optional[int] = None, keep_events: bool = False) -> BatchResult:
+               clock_now: Optional[int] = None, keep_events: bool = False,
+               retention_days: Optional[int] = None) -> BatchResult:
     """Apply every line (bytes or str, one JSON event each) in order; returns the final state.
 
     With `as_of`, events recorded after it have not happened yet and are not
-    applied, and the clock is set to `as_of` at the end (so allegations age out).
+    applied, and the clock is set to `as_of` at the end (so allegations age out, and
+    reports older than `retention_days` are forgotten; None: window_days + 90).
     With `keep_events`, every line is its own batch, so each ranking event's
     cause is the one event that moved it.
     """
     now = now_us() if clock_now is None else clock_now
     driver = Driver(harm_table, 1, top_n, window_days, min_allegations, not_after=as_of, now_us=now,
-                    max_batch=1 if keep_events else CHUNK)
+                    max_batch=1 if keep_events else CHUNK, retention_days=retention_days)
     result = BatchResult(driver, as_of)
     chunk: list = []  # line numbers of the lines published since the last run, by input offset
     with long_lived_state() as tick:  # see streams/gcpolicy.py: the state is millions of long-lived objects

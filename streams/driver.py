@@ -17,7 +17,7 @@ from typing import Optional
 
 import orjson
 
-from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
+from schemas.defaults import MIN_ALLEGATIONS, RETENTION_MARGIN_DAYS, TOP_N, WINDOW_DAYS
 from schemas.events import MERGE_KEY
 
 from .partitioning import partition_for
@@ -35,7 +35,7 @@ class Driver:
     def __init__(self, harm, partitions: int = 1, top_n: int = TOP_N, window_days: int = WINDOW_DAYS,
                  min_allegations: int = MIN_ALLEGATIONS, rng: Optional[random.Random] = None, book_capacity: Optional[int] = None,
                  not_after: Optional[int] = None, now_us: Optional[int] = None, max_batch: int = 1000,
-                 input_partitions: Optional[int] = None):
+                 input_partitions: Optional[int] = None, retention_days: Optional[int] = None):
         self.partitions = partitions
         self.input_partitions = partitions if input_partitions is None else input_partitions
         self.rng = rng
@@ -51,7 +51,9 @@ class Driver:
         self.read: dict = {}  # (role, partition) -> offset of the next message to read
         self.sink: dict = {OUTPUT: [], DLQ: []}  # what leaves the topology: values in order
         self.intake = IntakeStage(harm, partitions, not_after=not_after)
-        self.register = RegisterStage(harm, partitions, self._store_maker("register", crash_safe), tick_interval=0)
+        retention = window_days + RETENTION_MARGIN_DAYS if retention_days is None else retention_days
+        self.register = RegisterStage(harm, partitions, self._store_maker("register", crash_safe), tick_interval=0,
+                                      retention_days=retention)
         self.ledger = LedgerStage(partitions, self._store_maker("ledger", crash_safe), top_n, window_days,
                                   min_allegations, book_capacity=book_capacity)
         self.ranker = RankerStage(self._store_maker("ranker", crash_safe), top_n)
@@ -105,7 +107,7 @@ class Driver:
             self.step(role, crash=crash)
 
     def advance_clock(self, as_of: int) -> None:
-        """The wall clock: every ledger partition moves to `as_of` (sent as the worker's timer sends it)."""
+        """The wall clock: every register and ledger partition moves to `as_of` (as the worker's timer sends it)."""
         work = Work()
         clock_records(work, self.partitions, as_of)
         self._send(work)

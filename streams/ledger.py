@@ -230,6 +230,9 @@ class Ledger:
                             counts[v] -= 1
                     if old[_RECORDED] == rec[_NEWEST]:
                         newest_gone = True
+            if old is not None and why != WHY_EXPIRED and (new is None or old[_RECORDED] != new[_RECORDED]):
+                # No stale entry names him (advance() takes the expired ones out itself).
+                self._unindex_expiry(suspect, crime_ref, old[_RECORDED])
             if new is not None:
                 allegations[crime_ref] = new
                 if old is None or old[_RECORDED] != new[_RECORDED]:
@@ -316,6 +319,25 @@ class Ledger:
             suspects.insert(i, suspect)
             refs.insert(i, crime_ref)
         store[key] = bucket
+
+    def _unindex_expiry(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
+        """Take an allegation that leaves before its time (cancel, unlink, merge) out of its expiry bucket."""
+        key = f"x:{recorded_at // US_PER_HOUR}"
+        bucket = self.store.get(key)
+        if bucket is None:
+            return
+        times, suspects, refs = bucket
+        i = bisect_left(times, recorded_at)
+        end = bisect_right(times, recorded_at, i)
+        while i < end and (suspects[i] != suspect or refs[i] != crime_ref):
+            i += 1
+        if i == end:
+            return
+        if len(times) == 1:
+            del self.store[key]
+            return
+        del times[i], suspects[i], refs[i]
+        self.store[key] = bucket
 
     def advance(self, as_of: int) -> None:
         """Move the clock forward to `as_of` and age out what leaves the window."""

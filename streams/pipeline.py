@@ -31,7 +31,7 @@ class StagesView:
 
     @property
     def register(self) -> Register:
-        return Register(self.driver.register.stores(0), self.driver.intake.harm)
+        return Register(self.driver.register.stores(0), self.driver.intake.harm, self.driver.register.retention_days)
 
     @property
     def ledger(self) -> Ledger:
@@ -51,9 +51,9 @@ class StagesView:
 
 class Pipeline(StagesView):
     def __init__(self, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
-                 book_capacity: Optional[int] = None):
+                 book_capacity: Optional[int] = None, retention_days: Optional[int] = None):
         super().__init__(Driver(harm_table, 1, top_n, window_days, min_allegations, book_capacity=book_capacity,
-                                max_batch=1))
+                                max_batch=1, retention_days=retention_days))
         self._emitted = 0
 
     def apply(self, event) -> Outcome:

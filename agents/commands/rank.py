@@ -23,7 +23,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--as-of", help="RFC 3339 time (default: the newest `at` of the accepted events)")
     parser.add_argument("--top", type=int, dest="top_n", metavar="N", help=help_text("top_n"))
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    add_common_args(parser, only=["window_days", "min_allegations", "harm_table"])
+    add_common_args(parser, only=["window_days", "retention_days", "min_allegations", "harm_table"])
     args = parser.parse_args(argv)
     settings = settings_of(args)
     try:
@@ -45,7 +45,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     try:
         with fh:
             result = rank_lines(fh, harm, top_n=settings.top_n, window_days=settings.window_days,
-                                min_allegations=settings.min_allegations, as_of=as_of, on_reject=report)
+                                min_allegations=settings.min_allegations, as_of=as_of, on_reject=report,
+                                retention_days=settings.retention_days)
     except OSError as exc:
         raise Fail(f"error reading {args.file}: {exc}") from None
     rows = ranking_rows(result)

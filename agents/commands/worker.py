@@ -32,9 +32,22 @@ def _checked(args: argparse.Namespace) -> tuple:
     return settings, harm, work_arounds
 
 
+def _named_users(settings: Settings) -> dict:
+    """The named users of HARMRANK_API_TOKENS, or Fail naming the file's faulty line (never a hash)."""
+    from ..access import load_named_tokens
+
+    try:
+        return load_named_tokens(settings.api_tokens) if settings.api_tokens else {}
+    except ValueError as exc:
+        raise Fail(f"HARMRANK_API_TOKENS: {exc}") from None
+    except OSError as exc:
+        raise Fail(f"HARMRANK_API_TOKENS: cannot read {settings.api_tokens}: {exc.strerror}") from None
+
+
 def _broker_ready(settings: Settings) -> str:
     """Check the broker answers, its epoch and the topics (agents/epoch.py); returns the epoch's note."""
     from .. import epoch
+    from ..audit import AUDIT_TOPIC
     from ..kafka_admin import BrokerError, ensure_topics, kafka_reachable
     from ..kafka_clients import kafka_python_kwargs, ssl_context
 
@@ -46,7 +59,7 @@ def _broker_ready(settings: Settings) -> str:
     try:
         note = epoch.reconcile(servers, settings.data_dir, client)
         ensure_topics(servers, {settings.input_topic: settings.partitions, settings.output_topic: 1,
-                                settings.dlq_topic: 1}, **client)
+                                settings.dlq_topic: 1, AUDIT_TOPIC: 1}, **client)
     except (BrokerError, epoch.LayoutMismatch) as exc:
         raise Fail(str(exc)) from None
     return note
@@ -62,13 +75,18 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parser.parse_args(argv)
     loglevel = args.__dict__.pop("loglevel")
     settings, harm, work_arounds = _checked(args)
+    named_users = _named_users(settings)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("kafka").setLevel(logging.WARNING)
     log.info("broker epoch: %s", _broker_ready(settings))
     log.info("work-arounds: %s", "; ".join(work_arounds))
-    if not settings.api_token:
-        log.warning("HARMRANK_API_TOKEN is not set: /ranking and /suspects are closed (403)")
+    if not settings.api_token and not named_users:
+        log.warning("neither HARMRANK_API_TOKEN nor HARMRANK_API_TOKENS is set: the personal-data paths are "
+                    "closed (403)")
+    elif named_users:
+        log.info("API users: %d named in HARMRANK_API_TOKENS%s", len(named_users),
+                 ", and the shared token" if settings.api_token else "")
     _run(settings, harm, loglevel)
     return 0
 

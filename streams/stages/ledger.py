@@ -19,7 +19,7 @@ from ..envelope import open_envelope
 from ..ledger import Ledger
 from ..messages import allegation_update_from_json, candidate_update_to_json
 from ..store import Store
-from .base import CANDIDATES, LEDGER, Work, by_partition, unapplied
+from .base import CANDIDATES, LEDGER, REGISTER, Work, by_partition, unapplied
 
 #: A ledger partition keeps its best BOOK_CAPACITY_FACTOR x N suspects in memory.
 BOOK_CAPACITY_FACTOR = 10
@@ -63,8 +63,10 @@ class LedgerStage:
             work.t0 = max(work.t0, t0)
             facts = [candidate_update_to_json(update) for update in ledger.flush()]
             clock = ledger.as_of if ledger.as_of > clock_before else None
-            if facts or clock is not None or ledger.store.get(PENDING_KEY) is not None:
-                ledger.store[PENDING_KEY] = [facts, clock, t0] if facts or clock is not None else None
+            if facts or clock is not None:
+                ledger.store[PENDING_KEY] = [facts, clock, t0]
+            elif ledger.store.get(PENDING_KEY) is not None:
+                del ledger.store[PENDING_KEY]
             _put(work, facts, clock, t0)
         return work
 
@@ -103,6 +105,8 @@ def _put(work: Work, facts: list, clock, t0: float) -> None:
 
 
 def clock_records(work: Work, partitions: int, as_of: int) -> None:
-    """The wall clock: move every ledger partition to `as_of`, so reports age out with no new input."""
+    """The wall clock: move every register and ledger partition to `as_of`, so allegations age out and
+    reports leave the retention period with no new input."""
     for p in range(partitions):
+        work.outbox.clock(REGISTER, p, as_of)
         work.outbox.clock(LEDGER, p, as_of)

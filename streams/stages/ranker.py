@@ -54,8 +54,10 @@ class RankerStage:
             if envelope.as_of is not None:
                 ranker.advance(envelope.as_of)
         events = ranker.flush()
-        if events or ranker.store.get(PENDING_KEY) is not None:
+        if events:
             ranker.store[PENDING_KEY] = events
+        elif ranker.store.get(PENDING_KEY) is not None:
+            del ranker.store[PENDING_KEY]
         for event in events:
             work.outbox.send(OUTPUT, event["suspect_id"].encode(), orjson.dumps(event))
             work.tally["output", event["type"], event.get("reason", "")] += 1

@@ -16,13 +16,11 @@ from schemas.events import SuspectsMerged, event_from_row
 from ..envelope import open_envelope
 from ..messages import allegation_update_to_json
 from ..partitioning import partition_for
-from ..register import ACCEPTED, DUPLICATE, Register
+from ..register import ACCEPTED, CLOCK_KEY, DUPLICATE, Register
 from ..store import Store
 from .base import DLQ, LEDGER, Work, by_partition, unapplied
 from .intake import letter
 
-#: In each register partition's store: the newest event time it applied (re-ticked after a restart).
-CLOCK_KEY = "clock"
 
 
 class Ticks:
@@ -58,8 +56,10 @@ class Ticks:
 
 
 class RegisterStage:
-    def __init__(self, harm, partitions: int, stores: Callable[[int], Store], tick_interval: float):
+    def __init__(self, harm, partitions: int, stores: Callable[[int], Store], tick_interval: float,
+                 retention_days: Optional[int] = None):
         self.harm = harm
+        self.retention_days = retention_days
         self.partitions = partitions
         self.stores = stores
         self.ticks = Ticks(tick_interval)
@@ -71,18 +71,18 @@ class RegisterStage:
             store = self.stores(partition)
             work.stores.append(store)
             newest = self._apply(partition, store, unapplied(store, group), work)
-            if newest is not None and newest > store.get(CLOCK_KEY, 0):
-                store[CLOCK_KEY] = newest
             self.ticks.later(newest)
         self.tick(work, now)
         return work
 
     def _apply(self, partition: int, store: Store, messages: list, work: Work) -> Optional[int]:
-        register, outbox, tally = Register(store, self.harm), work.outbox, work.tally
+        register, outbox, tally = Register(store, self.harm, self.retention_days), work.outbox, work.tally
         newest = None
         for msg in messages:
             envelope = open_envelope(msg.value)
             work.t0 = max(work.t0, envelope.t0)
+            if envelope.as_of is not None:  # the wall clock: forget what left the retention period
+                register.advance(envelope.as_of)
             for item in envelope.items:
                 event = event_from_row(item["ev"])
                 outcome = register.apply(event)
@@ -96,6 +96,7 @@ class RegisterStage:
                         outbox.send(DLQ, None, letter(f"{code}: {detail}", item["src"], item["raw"]))
                     continue
                 newest = event.at if newest is None else max(newest, event.at)
+                register.advance(event.at)  # forgets what left the retention period (SPEC §9)
                 for u in outcome.updates:
                     outbox.add(LEDGER, partition_for(u.suspect, self.partitions), allegation_update_to_json(u),
                                envelope.t0)
