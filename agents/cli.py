@@ -17,6 +17,7 @@ COMMANDS = {
     "rank": ("agents.rank", "the batch reference ranking of a JSON-lines file"),
     "simulate": ("streams.simulate", "write a realistic synthetic feed"),
     "demo": ("agents.demo", "broker, worker, live feed and the top N on one machine"),
+    "briefing": ("agents.briefing", "the tasking meeting's briefing from a running worker, as JSON, Markdown or HTML"),
 }
 
 USAGE = "usage: harmrank <command> [options]\n\ncommands:\n" + "\n".join(
