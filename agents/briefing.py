@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import html
 import json
+import os
 import re
 import socket
 import sys
@@ -66,13 +67,13 @@ def check_briefing(obj: Any) -> dict:
     for key, fields in (("members", _MEMBER), ("exited", _EXIT)):
         rows = obj.get(key)
         if not isinstance(rows, list):
-            raise BriefingError(f"the briefing has no list '{key}'")
+            raise BriefingError(f"the briefing's '{key}' is missing or not a list")
         for index, row in enumerate(rows):
             if not isinstance(row, dict):
-                raise BriefingError(f"{key}[{index}] is not an object")
+                raise BriefingError(f"the briefing's '{key}[{index}]' is not an object")
             _check_fields(row, fields, f"{key}[{index}].")
     if not isinstance(obj.get("counts"), dict):
-        raise BriefingError("the briefing has no object 'counts'")
+        raise BriefingError("the briefing's 'counts' is missing or not an object")
     _check_fields(obj["counts"], _COUNTS, "counts.")
     return obj
 
@@ -88,9 +89,9 @@ def _fits(kind: str, value: Any) -> bool:
 def _check_fields(obj: dict, fields: dict[str, str], where: str) -> None:
     for name, kind in fields.items():
         if name not in obj:
-            raise BriefingError(f"the briefing has no {where}{name}")
+            raise BriefingError(f"the briefing has no '{where}{name}'")
         if not _fits(kind, obj[name]):
-            raise BriefingError(f"the briefing's {where}{name} is not {_KINDS[kind]}: "
+            raise BriefingError(f"the briefing's '{where}{name}' is not {_KINDS[kind]}: "
                                 f"{_printable(repr(obj[name]))[:60]}")
 
 
@@ -393,7 +394,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     except BriefingError as e:
         print(f"harmrank briefing: {e}", file=sys.stderr)
         return 1
-    sys.stdout.flush()
-    sys.stdout.buffer.write(text.encode("utf-8"))
-    sys.stdout.buffer.flush()
+    try:
+        sys.stdout.flush()
+        sys.stdout.buffer.write(text.encode("utf-8"))
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:  # the reader went away (| head): nothing more to say to it
+        sys.stdout = open(os.devnull, "w")
+        return 1
     return 0

@@ -7,6 +7,9 @@ integer, got 0``, so that a worker refusing to start says where to look.
 
 An escalation ``factor`` is kept exact (a :class:`fractions.Fraction` of its decimal text),
 because the rule ``recent >= factor x earlier`` compares integer harm in hundredths of a day.
+Beyond SPEC §7's table, so that no setting can overflow a date or a number: days are at most
+MAX_DAYS, a factor at most MAX_FACTOR with at most 12 decimals, and a prefix is the beginning of
+a code ``NNN/NN`` (``"0"``, ``"008"``, ``"008/"``, ``"008/6"``, ``"008/66"``).
 """
 from __future__ import annotations
 
@@ -78,7 +81,8 @@ class ListSpec:
         return counts_allegation(self.offences, offence_code, vawg)
 
     def escalates(self, recent_cents: int, earlier_cents: int) -> bool:
-        """The escalation test, exact: recent harm >= factor x the harm in the rest of the window."""
+        """The escalation test, exact: recent harm >= factor x the harm in the rest of the window
+        (both in hundredths of a day). Always true for a list that is no escalation list."""
         factor = self.factor if self.factor is not None else Fraction(0)
         return recent_cents * factor.denominator >= factor.numerator * earlier_cents
 
