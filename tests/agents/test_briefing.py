@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from agents import briefing as B
 from tests.agents.briefing_sample import ODD_IDS, sample_briefing
@@ -169,6 +171,22 @@ def test_html_escapes_a_hostile_value_into_text():
     p = parsed(B.render_html(hostile))
     assert "script" not in p.tags and "img" not in p.tags
     assert "<script>alert(1)</script>" in p.text and '"><img src=x onerror=alert(1)>' in p.text
+
+
+@settings(deadline=None, max_examples=200)
+@given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
+def test_any_id_and_reason_come_out_as_text(suspect_id, reason):
+    briefing = sample_briefing(members=2, exits=1, list_name="x")
+    briefing["members"][1]["suspect_id"] = suspect_id
+    briefing["exited"][0]["reason"] = reason
+    page = parsed(B.render_html(briefing))
+    assert set(page.tags) <= {"html", "head", "meta", "title", "style", "body", "div", "h1", "h2", "p", "b", "span",
+                              "table", "thead", "tbody", "tr", "th", "td"}
+    assert B._printable(suspect_id) in page.text and B._printable(reason) in page.text
+    rows = [line for line in B.render_markdown(briefing).splitlines() if line.startswith(("| 2 |", "| X0000 |"))]
+    assert len(rows) == 2
+    unescaped_pipes = [len(re.findall(r"(?<!\\)\|", row.replace("\\\\", ""))) for row in rows]
+    assert unescaped_pipes == [9, 5]
 
 
 # --------------------------------------------------------------------------- the command against a worker
