@@ -7,22 +7,19 @@ Faust, so they start fast and run where no broker is reachable.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from typing import Optional
 
-_ALL = {
+COMMANDS = {
     "broker": ("agents.commands.broker", "run a local Kafka-compatible broker (tansu)"),
     "worker": ("agents.commands.worker", "the stream processor"),
     "publish": ("agents.commands.publish", "publish a JSON-lines file of input events"),
     "follow": ("agents.commands.follow", "print the ranking events as they arrive"),
     "rank": ("agents.commands.rank", "the batch reference ranking of a JSON-lines file"),
-    "briefing": ("agents.briefing", "the briefing of a running worker's lists (SPEC §8)"),
+    "briefing": ("agents.commands.briefing", "the tasking meeting's briefing from a running worker (json, md, html)"),
     "simulate": ("streams.simulate", "write a realistic synthetic feed"),
     "demo": ("agents.commands.demo", "broker, worker, live feed and the top N on one machine"),
 }
-#: The commands whose module is installed (a command still being written is not offered).
-COMMANDS = {name: entry for name, entry in _ALL.items() if importlib.util.find_spec(entry[0]) is not None}
 
 USAGE = "usage: harmrank <command> [options]\n\ncommands:\n" + "\n".join(
     f"  {name:<9} {text}" for name, (_, text) in COMMANDS.items()) + "\n\n'harmrank <command> --help' for its options."
