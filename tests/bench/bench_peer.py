@@ -1,7 +1,7 @@
 """Benchmark of harmrank side by side with its Quix Streams peer (not a test): prints one table.
 
     python -m tests.bench.bench_peer [--events 200000] [--suspects 48000] [--partitions 4]
-                                     [--feed FILE] [--systems harmrank,peer] [--keep]
+                                     [--feed FILE] [--systems harmrank,peer] [--rounds 1] [--keep]
 
 The feed: ``streams.simulate.generate(seed=1, suspects=--suspects, invalid_rate=0)``
 spread over 300 days that end a day before now, of which only the first ``--events``
@@ -24,7 +24,9 @@ Each system runs on a FRESH local tansu broker (``agents.broker.LocalBroker``) w
   together; final when ``GET /top`` equals the batch ranking.
 
 events/s = reports / seconds from launch to final ranking (start-up included, for both).
-Peak RSS is the sum of VmHWM over every process of the system. Nothing is asserted.
+Peak RSS is the sum of VmHWM over every process of the system. ``--rounds`` repeats the
+pair, the order reversed each round, since the machine's load drifts. Nothing is asserted;
+the exit code is 1 when a ranking never became final or a run failed.
 """
 from __future__ import annotations
 
@@ -177,6 +179,9 @@ def launch_peer(broker, tmp: Path) -> tuple[list, Callable]:
     return children, entries
 
 
+LAUNCHERS = {"harmrank": launch_harmrank, "peer": launch_peer}
+
+
 def run_system(name: str, launch: Callable, feed: Path, reports: int, expected: list, args,
                tmp: Path) -> dict:
     """Fresh broker, whole feed published, then launch the system and time it to its final ranking."""
@@ -212,16 +217,17 @@ def batch_ranking(feed: Path, tmp: Path) -> list:
 
 
 def print_table(results: list, reports: int) -> None:
-    bs.say(f"\n{'system':<10} {'events/s launch to final ranking':>33} {'seconds':>8} {'peak RSS MiB':>13} "
-           f"{'CPU s':>7}  ranking equals harmrank rank")
+    bs.say(f"\n{'round':<6} {'system':<10} {'events/s launch to final ranking':>33} {'seconds':>8} "
+           f"{'peak RSS MiB':>13} {'CPU s':>7}  ranking equals harmrank rank")
     for r in results:
         rate = f"{r['rate']:.0f}" if r["rate"] else "-"
         secs = f"{r['seconds']:.1f}" if r["seconds"] else "-"
-        bs.say(f"{r['system']:<10} {rate:>33} {secs:>8} {r['rss']:>13.0f} {r['cpu']:>7.1f}  "
+        bs.say(f"{r['round']:<6} {r['system']:<10} {rate:>33} {secs:>8} {r['rss']:>13.0f} {r['cpu']:>7.1f}  "
                + ("yes" if r["equal"] else "NO"))
     for r in results:
-        bs.say(f"  {r['system']}: {r['machine']}")
-    bs.say(f"({reports} reports; both systems ran on the same machine, one after the other)")
+        bs.say(f"  round {r['round']} {r['system']}: {r['machine']}")
+    bs.say(f"({reports} reports; the systems ran on the same machine one after the other, "
+           "in the opposite order each round)")
 
 
 def main(argv: Optional[list] = None) -> int:
@@ -231,12 +237,14 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--partitions", type=int, default=4, help="crime-reports partitions (default 4)")
     p.add_argument("--feed", type=Path, help="use this reports-only JSON-lines file instead of generating one")
     p.add_argument("--systems", default="harmrank,peer", help="which to run, in order (default harmrank,peer)")
+    p.add_argument("--rounds", type=int, default=1, help="runs of each system, the order reversed each round")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for a final ranking (default 1800)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, state)")
     args = p.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    if args.events < 1 or args.suspects < 1 or args.partitions < 1 or not set(systems) <= {"harmrank", "peer"}:
-        p.error("--events, --suspects and --partitions must be positive; --systems lists harmrank and/or peer")
+    if min(args.events, args.suspects, args.partitions, args.rounds) < 1 or not set(systems) <= set(LAUNCHERS):
+        p.error("--events, --suspects, --partitions and --rounds must be positive; "
+                "--systems lists harmrank and/or peer")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     tmp = Path(tempfile.mkdtemp(prefix="harmrank-peer-"))
     try:
@@ -260,11 +268,14 @@ def run(args, systems: list, tmp: Path) -> int:
     bs.say(f"feed: {reports} reports naming {named} distinct suspects, {args.partitions} partitions")
     expected = batch_ranking(feed, tmp)
     bs.say(f"harmrank rank: {len(expected)} entries")
-    launchers = {"harmrank": launch_harmrank, "peer": launch_peer}
     results = []
-    for name in systems:
-        bs.say(f"running {name} ...")
-        results.append(run_system(name, launchers[name], feed, reports, expected, args, tmp))
+    for round_no in range(1, args.rounds + 1):
+        for name in (systems if round_no % 2 else systems[::-1]):
+            bs.say(f"round {round_no}: running {name} ...")
+            run_dir = tmp / f"{name}-{round_no}"
+            run_dir.mkdir()
+            result = run_system(name, LAUNCHERS[name], feed, reports, expected, args, run_dir)
+            results.append({"round": round_no, **result})
     print_table(results, reports)
     return 0 if all(r["equal"] for r in results) else 1
 
