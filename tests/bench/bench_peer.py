@@ -190,7 +190,7 @@ def run_system(name: str, launch: Callable, feed: Path, reports: int, expected: 
     try:
         t0 = time.time()
         children, entries = launch(broker, tmp)
-        cpu = bs.CpuMeter([c.pid for c in children])
+        cpu = bs.CpuMeter([c.pid for c in children] + [broker.pid])  # "other processes": not ours
         t_final, last = wait_final(entries, expected, children, timeout=args.timeout)
         rss, cpu_s = peak_rss(children), cpu_seconds(children)
         if t_final is None:
