@@ -295,11 +295,13 @@ def _validate(raw: Any, harm_table: HarmTable, now_us: Optional[int], max_bytes:
         except UnicodeEncodeError as e:
             raise _Reject("not_utf8", f"text cannot be encoded as UTF-8 at character {e.start}") from None
     elif isinstance(raw, (bytes, bytearray, memoryview)):
-        data = bytes(raw)
+        data = raw
     else:
         raise _Reject("bad_json", f"payload is {type(raw).__name__}, not bytes or text")
-    if len(data) > max_bytes:
-        raise _Reject("oversized", f"{len(data)} bytes, more than {max_bytes}")
+    size = memoryview(data).nbytes  # before any copy: a huge message costs no more than a small one
+    if size > max_bytes:
+        raise _Reject("oversized", f"{size} bytes, more than {max_bytes}")
+    data = bytes(data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
