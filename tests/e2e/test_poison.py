@@ -1,7 +1,7 @@
 """End-to-end: poison input on a real broker (SPEC §9 "Poison input").
 
 One worker takes a normal feed, then each poison message in turn (the widest valid report,
-880 KB of garbage, 840 KB of ``\\u0001`` escapes, 150,000 levels of nesting, 600 KB of
+a burst of 40 reports of 64 KiB, 880 KB of garbage, 840 KB of ``\\u0001`` escapes, 150,000 levels of nesting, 600 KB of
 random bytes), then 10,000 bad messages of every kind, then more valid events. Behind each
 poison message comes a valid report on the same input partition that moves the ranking, so
 the ranking can only match once the worker has read past the poison. After each step the
@@ -226,6 +226,22 @@ def wide_report(sc: Scenario, ref: str) -> bytes:
     return raw(width)
 
 
+def burst(sc: Scenario, count: int) -> list:
+    """``count`` reports of one suspect, each as near 64 KiB as its victims allow (the same
+    victims on each): together many times the 1 MiB a producer request may carry."""
+    out = []
+    for n in range(count):
+        event = {"event_id": f"burst-{n}", "type": "report.recorded", "at": sc.at(), "crime_ref": f"BURST-{n}",
+                 "offence_code": RAPE, "suspects": ["BURST"], "victims": []}
+        each = len(encode({"id": "Y00000", "sex": "F"})) + 1  # with its comma
+        event["victims"] = [{"id": f"Y{i:05d}", "sex": "F"}
+                            for i in range((MAX_MESSAGE_BYTES - len(encode(event)) + 1) // each)]
+        raw = encode(event)
+        assert MAX_MESSAGE_BYTES - each < len(raw) <= MAX_MESSAGE_BYTES, len(raw)
+        out.append(Sent(f"BURST-{n}".encode(), raw, None, "burst"))
+    return out
+
+
 def garbage(rnd: random.Random, size: int) -> bytes:
     """Printable ASCII, no whitespace: one line of a file, and never JSON (it opens with a '}')."""
     alphabet = (string.ascii_letters + string.digits + string.punctuation).encode()
@@ -321,6 +337,8 @@ def test_poison_input_is_dead_lettered_and_the_messages_behind_it_flow_on(own_br
     sc.send(wide + [sc.probe(b"W-2")])
     sc.check("two reports of 700 suspects and 700 victims")
     assert sum(1 for r in worker.ranking()["entries"] if r["suspect_id"].startswith("W")) == PEOPLE
+    sc.send(burst(sc, 40))
+    sc.check("40 reports of 64 KiB at once")
 
     rnd = random.Random(909)
     sc.poison("garbage", [garbage(rnd, 880_000)], "oversized")
