@@ -28,7 +28,7 @@ log = logging.getLogger("harmrank")
 EPOCH_TOPIC = "harmrank-epoch"
 EPOCH_FILE = "broker-epoch"
 #: The layout of the values in the stages' tables; bumped whenever a change makes old state unreadable.
-STATE_LAYOUT = 2
+STATE_LAYOUT = 3
 
 
 class LayoutMismatch(RuntimeError):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from schemas import defaults
+from schemas.lists import ListsError, ListSpec, default_lists, load_lists
 
 ENV_PREFIX = "HARMRANK_"
 DEFAULT_KAFKA_PORT = 9092  # of a broker address without one, and of the local broker
@@ -34,6 +35,7 @@ class Settings:
     min_allegations: int = defaults.MIN_ALLEGATIONS
     retention_days: Optional[int] = None  # None = window_days + 90 (SPEC §9); never shorter than the window
     harm_table: Optional[str] = None  # None = the shipped default table
+    lists: Optional[str] = None  # the lists file of SPEC §7; None = one list `vawg` from top_n, window_days, ...
     clock: str = "wall"  # "wall" or "event"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
@@ -59,11 +61,20 @@ class Settings:
             value = getattr(self, f.name)
             setattr(self, f.name, _convert(f.name, value, source=f.name))
         _check_kafka_security(self)
+        self._list_specs = _load_lists(self)
+        longest = max(spec.window_days for spec in self._list_specs)
         if self.retention_days is None:
-            self.retention_days = self.window_days + RETENTION_MARGIN_DAYS
-        elif self.retention_days < self.window_days:
-            raise ValueError(f"HARMRANK_RETENTION_DAYS ({self.retention_days}) must be at least HARMRANK_WINDOW_DAYS "
-                             f"({self.window_days}): a report must not be forgotten while it still counts")
+            self.retention_days = longest + RETENTION_MARGIN_DAYS
+        elif self.retention_days < longest:
+            window = f"HARMRANK_WINDOW_DAYS ({longest})" if self.lists is None else f"the longest list window ({longest})"
+            raise ValueError(f"HARMRANK_RETENTION_DAYS ({self.retention_days}) must be at least {window}: "
+                             "a report must not be forgotten while it still counts")
+
+    @property
+    def list_specs(self) -> tuple[ListSpec, ...]:
+        """The lists (SPEC §7): those of the LISTS file, or the one list `vawg` from TOP_N, WINDOW_DAYS and
+        MIN_ALLEGATIONS; the first is the default of the API and the commands."""
+        return self._list_specs
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -100,10 +111,20 @@ _POSITIVE_INT = {"top_n", "window_days", "min_allegations", "partitions"}
 _OPTIONAL_POSITIVE_INT = {"retention_days"}
 _PORT = {"web_port"}
 _POSITIVE_FLOAT = {"tick_seconds", "batch_window_ms"}
-_OPTIONAL_STR = {"harm_table", "api_token", "api_tokens", "kafka_sasl_username", "kafka_sasl_password"}
+_OPTIONAL_STR = {"harm_table", "lists", "api_token", "api_tokens", "kafka_sasl_username", "kafka_sasl_password"}
 _NONEMPTY_STR = {"broker", "data_dir", "web_host", "input_topic", "output_topic", "dlq_topic"}
 _FILE = {"kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"}
 _CHOICE = {"kafka_security_protocol": SECURITY_PROTOCOLS, "kafka_sasl_mechanism": SASL_MECHANISMS}
+
+
+def _load_lists(s: Settings) -> tuple[ListSpec, ...]:
+    """The lists of the LISTS file, checked (ValueError naming its line and the reason), or the default list."""
+    if s.lists is None:
+        return default_lists(s.top_n, s.window_days, s.min_allegations)
+    try:
+        return load_lists(s.lists)
+    except ListsError as exc:
+        raise ValueError(f"HARMRANK_LISTS: {exc}") from None
 
 
 def _convert(name: str, value: Any, source: str) -> Any:
@@ -226,7 +247,10 @@ _HELP = {
     "data_dir": "directory for local state",
     "top_n": "size of the top N",
     "window_days": "rolling window in days",
-    "retention_days": "days after which a report is forgotten, at least the window (default: window_days + 90)",
+    "retention_days": "days after which a report is forgotten, at least the longest list window (default: that "
+                      "window + 90)",
+    "lists": "TOML file of [[list]] tables (SPEC §7; default: one list 'vawg' from top_n, window_days, "
+             "min_allegations)",
     "min_allegations": "VAWG allegations needed to be ranked",
     "harm_table": "harm table CSV",
     "clock": "'wall' or 'event'",

@@ -97,8 +97,9 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
                  RegisterStage(harm, partitions, lambda p: PartitionStore(tables["register"], p), TICK_INTERVAL,
                                settings.retention_days),
                  LedgerStage(partitions, lambda p: PartitionStore(tables["ledger"], p, keep=LEDGER_CACHE),
-                             settings.top_n, settings.window_days, settings.min_allegations),
-                 RankerStage(lambda p: PartitionStore(tables["ranker"], p), settings.top_n))
+                             settings.top_n, settings.window_days, settings.min_allegations,
+                             lists=settings.list_specs),
+                 RankerStage(lambda p: PartitionStore(tables["ranker"], p), settings.top_n, settings.list_specs))
 
     async def send(work: Work) -> None:
         """Send a batch's records; return once the broker has acknowledged them all."""

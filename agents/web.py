@@ -30,7 +30,7 @@ def ranking_body(rt: Runtime) -> dict:
         {"rank": rank, "suspect_id": suspect, "score": s.score / 100, "allegations": s.allegations,
          "victims": s.victims} for rank, suspect, s in rk.ranking()]
     as_of = None if rk is None or not rk.as_of else us_to_iso(rk.as_of)
-    return {"as_of": as_of, "entries": entries}
+    return {"list": rt.settings.list_specs[0].name, "as_of": as_of, "entries": entries}
 
 
 def _canonical(app, suspect_id: str) -> str:
@@ -66,20 +66,20 @@ def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
     ledger_table = app.tables["ledger"]
     explained = None
     if partition in held_partitions(ledger_table):  # held here (else the owner answered)
-        ledger = Ledger(PartitionStore(ledger_table, partition), settings.top_n, settings.window_days,
-                        settings.min_allegations)
-        explained = ledger.explain(target)
+        ledger = Ledger(PartitionStore(ledger_table, partition), lists=settings.list_specs)
+        explained = ledger.explain(target)  # in the first list
     if explained is None and not merged:
         return None
     summary = explained.summary if explained is not None else Summary(0, 0, 0, 0)
-    window_us = settings.window_days * US_PER_DAY
+    spec = settings.list_specs[0]
+    window_us = spec.window_days * US_PER_DAY
     allegations, linked = [], []
     for crime_ref, a in (explained.allegations if explained is not None else []):
         entry = rt.harm.get(a.code)
         row = {"crime_ref": crime_ref, "offence_code": a.code, "title": entry.title if entry else "",
                "days": a.cents / 100, "recorded_at": us_to_iso(a.recorded_at), "vawg": a.vawg,
                "leaves_window_at": us_to_iso(a.recorded_at + window_us)}
-        (allegations if a.vawg else linked).append(row)
+        (allegations if spec.counts(a.code, a.vawg) else linked).append(row)
     ranker = rt.ranker.ranker if rt.ranker_held else None
     rank = ranker.book.rank(target) if ranker is not None and ranker.book.is_member(target) else None
     next_exit = allegations[0] if allegations else None
@@ -88,8 +88,9 @@ def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
         "merged_from": suspect_id if merged else None,
         "score": summary.score / 100,
         "allegations_in_window": summary.allegations,
-        "eligible": summary.allegations >= settings.min_allegations,
-        "min_allegations": settings.min_allegations,
+        "list": spec.name,
+        "eligible": explained.eligible if explained is not None else False,
+        "min_allegations": spec.min_allegations,
         "rank": rank,
         "victims": summary.victims,
         "allegations": allegations,

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import orjson
 
 from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
+from schemas.lists import ListSpec
 from .driver import Driver
 from .gcpolicy import long_lived_state
 from .stages import DLQ, INPUT, OUTPUT
@@ -47,18 +48,19 @@ def now_us() -> int:
 def rank_lines(lines: Iterable, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
                as_of: Optional[int] = None, on_reject: Optional[Callable[[int, str], None]] = None,
                clock_now: Optional[int] = None, keep_events: bool = False,
-               retention_days: Optional[int] = None) -> BatchResult:
+               retention_days: Optional[int] = None, lists: Optional[Sequence[ListSpec]] = None) -> BatchResult:
     """Apply every line (bytes or str, one JSON event each) in order; returns the final state.
 
     With `as_of`, events recorded after it have not happened yet and are not
     applied, and the clock is set to `as_of` at the end (so allegations age out, and
-    reports older than `retention_days` are forgotten; None: window_days + 90).
+    reports older than `retention_days` are forgotten; None: the longest list window + 90).
+    `lists`: the lists of SPEC §7 (None: the one list `vawg` of top_n, window_days, min_allegations).
     With `keep_events`, every line is its own batch, so each ranking event's
     cause is the one event that moved it.
     """
     now = now_us() if clock_now is None else clock_now
     driver = Driver(harm_table, 1, top_n, window_days, min_allegations, not_after=as_of, now_us=now,
-                    max_batch=1 if keep_events else CHUNK, retention_days=retention_days)
+                    max_batch=1 if keep_events else CHUNK, retention_days=retention_days, lists=lists)
     result = BatchResult(driver, as_of)
     chunk: list = []  # line numbers of the lines published since the last run, by input offset
     with long_lived_state() as tick:  # see streams/gcpolicy.py: the state is millions of long-lived objects
@@ -102,7 +104,11 @@ def _run(driver: Driver, chunk: list, result: BatchResult, on_reject, keep_event
     driver.sink[OUTPUT].clear()
 
 
-def ranking_rows(result: BatchResult) -> list[dict]:
-    """`[{"rank", "suspect_id", "score", "allegations", "victims"}]` as SPEC §5 prints with --json."""
+def ranking_rows(result: BatchResult, list_name: Optional[str] = None) -> list[dict]:
+    """`[{"rank", "suspect_id", "score", "allegations", "victims"}]` of a list (None: the first) as SPEC §5
+    prints with --json; KeyError for a list not configured."""
+    ranker = result.driver.ranker.ranker_of(list_name)
+    if ranker is None:
+        raise KeyError(list_name)
     return [{"rank": rank, "suspect_id": suspect, "score": summary.score / 100, "allegations": summary.allegations,
-             "victims": summary.victims} for rank, suspect, summary in result.driver.ranker.ranker.ranking()]
+             "victims": summary.victims} for rank, suspect, summary in ranker.ranking()]

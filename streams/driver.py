@@ -13,12 +13,13 @@ moves only when `advance_clock` says so.
 from __future__ import annotations
 
 import random
-from typing import Optional
+from typing import Optional, Sequence
 
 import orjson
 
 from schemas.defaults import MIN_ALLEGATIONS, RETENTION_MARGIN_DAYS, TOP_N, WINDOW_DAYS
 from schemas.events import MERGE_KEY
+from schemas.lists import ListSpec, default_lists
 
 from .partitioning import partition_for
 from .stages import CANDIDATES, DLQ, INPUT, LEDGER, OUTPUT, REGISTER, Message, Work
@@ -35,7 +36,8 @@ class Driver:
     def __init__(self, harm, partitions: int = 1, top_n: int = TOP_N, window_days: int = WINDOW_DAYS,
                  min_allegations: int = MIN_ALLEGATIONS, rng: Optional[random.Random] = None, book_capacity: Optional[int] = None,
                  not_after: Optional[int] = None, now_us: Optional[int] = None, max_batch: int = 1000,
-                 input_partitions: Optional[int] = None, retention_days: Optional[int] = None):
+                 input_partitions: Optional[int] = None, retention_days: Optional[int] = None,
+                 lists: Optional[Sequence[ListSpec]] = None):
         self.partitions = partitions
         self.input_partitions = partitions if input_partitions is None else input_partitions
         self.rng = rng
@@ -51,12 +53,14 @@ class Driver:
         self.read: dict = {}  # (role, partition) -> offset of the next message to read
         self.sink: dict = {OUTPUT: [], DLQ: []}  # what leaves the topology: values in order
         self.intake = IntakeStage(harm, partitions, not_after=not_after)
-        retention = window_days + RETENTION_MARGIN_DAYS if retention_days is None else retention_days
+        self.lists = tuple(lists or default_lists(top_n, window_days, min_allegations))
+        longest = max(spec.window_days for spec in self.lists)
+        retention = longest + RETENTION_MARGIN_DAYS if retention_days is None else retention_days
         self.register = RegisterStage(harm, partitions, self._store_maker("register", crash_safe), tick_interval=0,
                                       retention_days=retention)
         self.ledger = LedgerStage(partitions, self._store_maker("ledger", crash_safe), top_n, window_days,
-                                  min_allegations, book_capacity=book_capacity)
-        self.ranker = RankerStage(self._store_maker("ranker", crash_safe), top_n)
+                                  min_allegations, book_capacity=book_capacity, lists=self.lists)
+        self.ranker = RankerStage(self._store_maker("ranker", crash_safe), top_n, self.lists)
         self.tally: dict = {}
 
     def _store_maker(self, table: str, crash_safe: bool):

@@ -94,3 +94,28 @@ class WriteBackStore:
 
     def discard(self) -> None:
         self._cache.clear()
+
+
+class PrefixedStore:
+    """A view of a Store whose keys all begin with `prefix`: one list's part of a stage partition's store."""
+
+    def __init__(self, store: Any, prefix: str):
+        self.base = store
+        self.prefix = prefix
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.base.get(self.prefix + key, default)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.base[self.prefix + key]
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.base[self.prefix + key] = value
+
+    def __delitem__(self, key: str) -> None:
+        del self.base[self.prefix + key]
+
+    def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
+        cut = len(self.prefix)
+        for key, value in self.base.scan(self.prefix + prefix):
+            yield key[cut:], value

@@ -13,7 +13,9 @@ after; a crash in between re-sends exactly those (`recover`).
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
+
+from schemas.lists import ListSpec, default_lists
 
 from ..envelope import open_envelope
 from ..ledger import Ledger
@@ -21,7 +23,7 @@ from ..messages import allegation_update_from_json, candidate_update_to_json
 from ..store import Store
 from .base import CANDIDATES, LEDGER, REGISTER, Work, by_partition, unapplied
 
-#: A ledger partition keeps its best BOOK_CAPACITY_FACTOR x N suspects in memory.
+#: A ledger partition keeps its best BOOK_CAPACITY_FACTOR x N suspects of each list in memory.
 BOOK_CAPACITY_FACTOR = 10
 #: In each ledger partition's store: the candidate envelopes of its last batch, sent again by `recover`.
 PENDING_KEY = "out"
@@ -31,17 +33,19 @@ class LedgerStage:
     writes_first = True  # state (with the batch's candidate updates) is written before they are sent
 
     def __init__(self, partitions: int, stores: Callable[[int], Store], top_n: int, window_days: int,
-                 min_allegations: int, book_capacity: Optional[int] = None):
+                 min_allegations: int, book_capacity: Optional[int] = None,
+                 lists: Optional[Sequence[ListSpec]] = None):
         self.partitions = partitions
         self.stores = stores
-        self.settings = (top_n, window_days, min_allegations)
-        self.book_capacity = BOOK_CAPACITY_FACTOR * top_n if book_capacity is None else book_capacity
+        self.lists = tuple(lists or default_lists(top_n, window_days, min_allegations))
+        largest = max(spec.top_n for spec in self.lists)
+        self.book_capacity = BOOK_CAPACITY_FACTOR * largest if book_capacity is None else book_capacity
         self.ledgers: dict = {}  # partition -> Ledger
 
     def ledger(self, partition: int) -> Ledger:
         ledger = self.ledgers.get(partition)
         if ledger is None:
-            ledger = Ledger(self.stores(partition), *self.settings, book_capacity=self.book_capacity)
+            ledger = Ledger(self.stores(partition), book_capacity=self.book_capacity, lists=self.lists)
             self.ledgers[partition] = ledger
         return ledger
 
@@ -87,11 +91,11 @@ class LedgerStage:
     def reset(self) -> None:
         self.ledgers.clear()
 
-    def stats(self) -> tuple:
-        """(suspects tracked, suspects eligible) over the partitions this stage holds."""
+    def stats(self, name: Optional[str] = None) -> tuple:
+        """(suspects tracked, suspects eligible in a list (default the first)) over the partitions held."""
         tracked = eligible = 0
         for ledger in list(self.ledgers.values()):
-            a, b = ledger.stats()
+            a, b = ledger.stats(name)
             tracked += a
             eligible += b
         return tracked, eligible

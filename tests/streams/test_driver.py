@@ -34,7 +34,8 @@ def feed(driver: Driver, events: list) -> None:
 
 
 def members_after(output: list, top_n: int) -> set:
-    """Replay entered/exited, dropping re-sent events by event_id: no double entry, never more than N."""
+    """Replay entered/exited, dropping re-sent events by event_id: no double entry, never more than N;
+    an update is about a member."""
     members, seen = set(), set()
     for ev in output:
         if ev["event_id"] in seen:
@@ -44,6 +45,8 @@ def members_after(output: list, top_n: int) -> set:
             assert ev["suspect_id"] not in members, ev
             members.add(ev["suspect_id"])
             assert len(members) <= top_n
+        elif ev["type"] == "ranking.updated":
+            assert ev["suspect_id"] in members, ev
         else:
             assert ev["suspect_id"] in members, ev
             members.discard(ev["suspect_id"])
