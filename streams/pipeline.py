@@ -51,9 +51,9 @@ class StagesView:
 
 class Pipeline(StagesView):
     def __init__(self, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
-                 book_capacity: Optional[int] = None, retention_days: Optional[int] = None):
+                 book_capacity: Optional[int] = None, retention_days: Optional[int] = None, lists=None):
         super().__init__(Driver(harm_table, 1, top_n, window_days, min_allegations, book_capacity=book_capacity,
-                                max_batch=1, retention_days=retention_days))
+                                max_batch=1, retention_days=retention_days, lists=lists))
         self._emitted = 0
 
     def apply(self, event) -> Outcome:
