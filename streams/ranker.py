@@ -119,11 +119,12 @@ class Ranker:
 
     def flush(self) -> list[dict]:
         """Ranking events for the changes since the last flush: exits, entries, then updates."""
+        as_of_us = self.as_of
+        self._forget_old_exits(as_of_us)
         if not self._touched:
             return []
         book = self.book
         store = self.store
-        as_of_us = self.as_of
         as_of = us_to_iso(as_of_us)
         exits, entries, updates = [], [], []
         for suspect, (why, cause, summary) in self._touched.items():
@@ -145,7 +146,6 @@ class Ranker:
                 store["h:" + suspect] = [as_of_us, reason, summary.score]
                 exits.append(self._event("ranking.exited", suspect, summary, as_of, cause, reason=reason))
         self._touched.clear()
-        self._forget_old_exits(as_of_us)
         entries.sort()
         updates.sort()
         return (exits + [self._event("ranking.entered", s, summ, as_of, cause, rank=rank)
@@ -156,7 +156,7 @@ class Ranker:
     def _forget_old_exits(self, as_of_us: int) -> None:
         """Once a day of the clock: drop the exits older than HISTORY_DAYS (the briefing's history)."""
         day = as_of_us // US_PER_DAY
-        if self.store.get("h-day") == day:
+        if not as_of_us or self.store.get("h-day") == day:
             return
         self.store["h-day"] = day
         cutoff = as_of_us - HISTORY_DAYS * US_PER_DAY
