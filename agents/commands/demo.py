@@ -120,7 +120,7 @@ class Follower(threading.Thread):
                     continue
                 if ev.get("type") == "ranking.entered":
                     self.entered += 1
-                else:
+                elif ev.get("type") == "ranking.exited":
                     self.exited += 1
                 self.recent.appendleft(ev)
                 if self.stop.is_set():
@@ -145,6 +145,8 @@ def _render(ranking: dict, follower: Follower, metrics: dict, feed: Feed, info: 
     for ev in list(follower.recent):
         if ev.get("type") == "ranking.entered":
             events.add_row("[green]ENTER[/]", ev["suspect_id"], f"#{ev['rank']} score {ev['score']}", ev["cause"][:28])
+        elif ev.get("type") == "ranking.updated":
+            events.add_row("[yellow]UPDATE[/]", ev["suspect_id"], f"#{ev['rank']} score {ev['score']}", ev["cause"][:28])
         else:
             events.add_row("[red]EXIT[/]", ev["suspect_id"], f"{ev['reason']} score {ev['score']}", ev["cause"][:28])
     consumed = metrics.get("harmrank_events_consumed_total", 0)

@@ -72,6 +72,9 @@ def format_event(value: Union[bytes, str, dict]) -> str:
     if kind == "ranking.entered":
         rank = obj.get("rank")
         return f"{when}  ENTER  #{rank if rank is not None else '?':<4} {sid}  {tail}"
+    if kind == "ranking.updated":
+        rank = obj.get("rank")
+        return f"{when}  UPDATE #{rank if rank is not None else '?':<4} {sid}  {tail}"
     if kind == "ranking.exited":
         reason = obj.get("reason", "?")
         return f"{when}  EXIT   {'':5} {sid}  {reason}  {tail}"

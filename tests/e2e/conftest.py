@@ -302,14 +302,16 @@ def ranking_diff(expected: list, got: list) -> str:
     return "\n".join(lines)
 
 
-ENTERED_FIELDS = {"event_id", "type", "suspect_id", "rank", "score", "allegations", "victims", "as_of", "cause"}
-EXITED_FIELDS = {"event_id", "type", "suspect_id", "reason", "score", "allegations", "victims", "as_of", "cause"}
+ENTERED_FIELDS = {"event_id", "type", "list", "suspect_id", "rank", "score", "allegations", "victims", "as_of",
+                  "cause"}
+EXITED_FIELDS = {"event_id", "type", "list", "suspect_id", "reason", "score", "allegations", "victims", "as_of",
+                 "cause"}
 EXIT_REASONS = {"displaced", "expired", "corrected", "merged"}
 
 
 def check_output_event(ev: dict) -> None:
     assert isinstance(ev, dict), ev
-    if ev.get("type") == "ranking.entered":
+    if ev.get("type") in ("ranking.entered", "ranking.updated"):
         missing = ENTERED_FIELDS - set(ev)
         assert not missing, f"entered event lacks {sorted(missing)}: {ev}"
         assert isinstance(ev["rank"], int) and ev["rank"] >= 1, ev
@@ -343,7 +345,7 @@ def replay_membership(events: list, top_n: int, dedup: bool = False) -> set:
         s = ev["suspect_id"]
         if dedup:
             if ev["event_id"] in seen_ids:
-                if (ev["type"] == "ranking.entered") != (s in members):
+                if ev["type"] != "ranking.updated" and (ev["type"] == "ranking.entered") != (s in members):
                     dropped.append((i, seen_ids[ev["event_id"]], ev))
                 continue
             seen_ids[ev["event_id"]] = i
@@ -351,6 +353,8 @@ def replay_membership(events: list, top_n: int, dedup: bool = False) -> set:
             assert s not in members, f"output #{i}: double entry of {s}: {ev}{why()}"
             members.add(s)
             assert len(members) <= top_n, f"output #{i}: {len(members)} members > {top_n} after {ev}{why()}"
+        elif ev["type"] == "ranking.updated":
+            assert s in members, f"output #{i}: update of {s}, who is no member: {ev}{why()}"
         else:
             assert s in members, f"output #{i}: exit of {s} without a prior entry: {ev}{why()}"
             members.remove(s)
