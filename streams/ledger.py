@@ -78,6 +78,7 @@ class Ledger:
         self._announced: list = [set() for _ in self.rules]
         self.expiry = ExpiryIndex(store)
         self._clock_iso: tuple = (None, None)  # (as_of, "clock:<as_of>") last formatted
+        self._lists_checked = False
 
     # -- reading -----------------------------------------------------------------
 
@@ -94,9 +95,27 @@ class Ledger:
                 return i
         raise KeyError(name)
 
+    def _check_lists(self) -> None:
+        """On first use: if the store's sums were kept for other lists (a changed lists file), sum every
+        record afresh for these, recount, and drop what was announced for lists no longer kept."""
+        self._lists_checked = True
+        settings = [rule.spec.settings_text() for rule in self.rules]
+        store = self.store
+        if store.get("lists") == settings:
+            return
+        tracked, eligible = ls.sum_records_afresh(store, self.rules, self.as_of)
+        names = {rule.name for rule in self.rules}
+        for key, _ in list(store.scan("ann:")):
+            if key.split(":", 2)[1] not in names:
+                del store[key]
+        store["stats"] = [tracked, eligible]
+        store["lists"] = settings
+
     @property
     def books(self) -> list:
         if self._books is None:  # first use, or after a restart: rebuild from the store
+            if not self._lists_checked:
+                self._check_lists()
             books = []
             for i, rule in enumerate(self.rules):
                 capacity = self._book_capacity if self._book_capacity is None else max(
@@ -181,6 +200,8 @@ class Ledger:
 
     def apply_many(self, updates) -> None:
         """apply() each update in turn; a run of updates of one suspect (a merge moves many) is summed once."""
+        if not self._lists_checked:  # the records' sums are for these lists from here on
+            self._check_lists()
         store = self.store
         i, n = 0, len(updates)
         while i < n:
@@ -298,6 +319,8 @@ class Ledger:
         old = store.get("clock", 0)
         if as_of <= old:
             return
+        if not self._lists_checked:
+            self._check_lists()
         store["clock"] = as_of
         due: dict = {}  # suspect -> {crime_ref: (recorded_at, leaves the ledger)}
         for span in self._spans:

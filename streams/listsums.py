@@ -131,3 +131,16 @@ def linked_count(rule: ListRule, allegations: dict, clock: int) -> int:
 def key_of(suspect: str, sums: list) -> tuple:
     """rank_key of his standing."""
     return (-sums[_SCORE], -sums[_COUNT], -sums[_NEWEST], suspect)
+
+
+def sum_records_afresh(store, rules: Sequence[ListRule], clock: int) -> tuple[int, dict]:
+    """Sum every suspect record ("p:<suspect>": [[sums], {crime_ref: allegation}]) of a ledger store afresh
+    for `rules`; returns (suspects tracked, {list: suspects eligible})."""
+    tracked, counts = 0, {rule.name: 0 for rule in rules}
+    for key, rec in list(store.scan("p:")):
+        rec[0] = [sums_afresh(rule, rec[1], clock) for rule in rules]
+        store[key] = rec
+        tracked += 1
+        for rule, sums in zip(rules, rec[0]):
+            counts[rule.name] += eligible(rule, sums)
+    return tracked, counts
