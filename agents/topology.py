@@ -23,7 +23,8 @@ import faust
 from faust.types import TP
 
 from schemas.events import US_PER_SECOND
-from schemas.harm_table import HarmTable
+from schemas.harm_table import HarmTable, harm_table_bytes
+from schemas.lists import default_lists, fingerprint
 from streams.stages import CANDIDATES, DLQ, INPUT, LEDGER, OUTPUT, REGISTER, Message, Work
 from streams.stages.intake import IntakeStage
 from streams.stages.ledger import LedgerStage, clock_records
@@ -34,7 +35,7 @@ from . import metrics
 from .access import Access, gate
 from .audit import AuditTrail
 from .compat import tansu_fetch
-from .faust_store import PartitionStore, resend_pending
+from .faust_store import PartitionStore, finish_flush, resend_pending, start_flush
 from .intake import IntakeReader, merge_partition
 from .kafka_clients import aiokafka_kwargs, faust_kwargs
 from .settings import Settings
@@ -95,7 +96,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
               "ranker": table("ranker", 1)}
     rt = Runtime(settings, harm,
                  RegisterStage(harm, partitions, lambda p: PartitionStore(tables["register"], p), TICK_INTERVAL,
-                               settings.retention_days),
+                               settings.retention_days, scoring_fingerprint(settings)),
                  LedgerStage(partitions, lambda p: PartitionStore(tables["ledger"], p, keep=LEDGER_CACHE),
                              settings.top_n, settings.window_days, settings.min_allegations),
                  RankerStage(lambda p: PartitionStore(tables["ranker"], p), settings.top_n))
@@ -272,6 +273,8 @@ def _rebalances(app: faust.App, rt: Runtime, tables: dict, send) -> None:
             log.info("sent the last local write of newly assigned partitions to the changelogs again "
                      "(%d records)", count_sent)
         actives = app.assignor.assigned_actives()
+        await _rescore(rt, [tp.partition for tp in actives
+                            if tp.topic == tables["register"].changelog_topic.get_topic_name()], send)
         ledgers = [tp.partition for tp in actives if tp.topic == tables["ledger"].changelog_topic.get_topic_name()]
         work = rt.ledger.recover(ledgers)
         rt.ranker_held = TP(tables["ranker"].changelog_topic.get_topic_name(), 0) in actives
@@ -287,6 +290,24 @@ def _rebalances(app: faust.App, rt: Runtime, tables: dict, send) -> None:
         rt.ranker.reset()
         rt.register.reset()
         rt.ranker_held = False
+
+
+async def _rescore(rt: Runtime, partitions: list, send) -> None:
+    """Register partitions whose state was scored with another harm table or lists file: every allegation
+    scored again and sent on (SPEC §9), then the new fingerprint written with the state."""
+    work = rt.register.rescore(partitions)
+    if not work.stores:
+        return
+    log.info("the harm table or lists changed (fingerprint %s): scoring %d register partitions again",
+             rt.register.fingerprint[:12], len(work.stores))
+    await send(work)
+    await finish_flush(await start_flush(work.stores))
+
+
+def scoring_fingerprint(settings: Settings) -> str:
+    """The sha256 of what scores depend on: the harm table file and the lists (schemas/lists.py)."""
+    specs = default_lists(settings.top_n, settings.window_days, settings.min_allegations)
+    return fingerprint(harm_table_bytes(settings.harm_table), None, specs)
 
 
 def count(tally: Counter) -> None:

@@ -97,6 +97,8 @@ class Ledger:
         # The suspects with an "ann:" key (at most N): derived from the store with the book, so that
         # flush() reads the store only for those it may have to announce or withdraw.
         self._announced: set = set()
+        # The suspects in _dirty only to be compared after a restart: whatever moves them names the cause.
+        self._rechecks: set = set()
         self._xkey: tuple = (None, None)  # (hour, "x:<hour>") of the last expiry bucket written
         self._clock_iso: tuple = (None, None)  # (as_of, "clock:<as_of>") last formatted
 
@@ -121,13 +123,18 @@ class Ledger:
         was announced; replaying the input finds nothing to change, so the
         difference is found here instead (O(N), once per restart).
         """
-        cause = "clock:" + us_to_iso(self.as_of)
+        cause = self.as_of  # the clock, unless a change names a better cause before the flush (_rechecks)
         self._announced = set()
         for key, _ in self.store.scan("ann:"):
             self._announced.add(key[4:])
-            self._dirty.setdefault(key[4:], (WHY_DISPLACED, cause))
+            self._recheck(key[4:], cause)
         for suspect in self.book.members():
-            self._dirty.setdefault(suspect, (WHY_DISPLACED, cause))
+            self._recheck(suspect, cause)
+
+    def _recheck(self, suspect: str, cause: int) -> None:
+        if suspect not in self._dirty:
+            self._dirty[suspect] = (WHY_DISPLACED, cause)
+            self._rechecks.add(suspect)
 
     def allegations(self, suspect: str) -> dict:
         """crime_ref -> Allegation of every allegation of his in the window."""
@@ -196,6 +203,8 @@ class Ledger:
 
     def _set(self, suspect: str, changes: list, why: str, cause) -> None:
         """Set each (crime_ref, allegation record or None) of one suspect; his standing is compared once."""
+        if self._book is None:
+            self.book  # built (after a restart) before the store changes: each change is then a move in it
         store = self.store
         key = "p:" + suspect
         rec = store.get(key)
@@ -207,7 +216,9 @@ class Ledger:
             if old == new:
                 # Nothing to change, but flush() still checks him against what was announced:
                 # after a crash before a flush, the replayed input lands here.
-                self._dirty.setdefault(suspect, (why, cause))
+                if suspect not in self._dirty or suspect in self._rechecks:
+                    self._dirty[suspect] = (why, cause)
+                    self._rechecks.discard(suspect)
                 continue
             if before is _UNSET:
                 if rec is None:
@@ -275,14 +286,16 @@ class Ledger:
             return
         dirty = self._dirty
         dirty[suspect] = (why, cause)
+        self._rechecks.discard(suspect)
         # rank_key(suspect, after), inline
         entered, exited = self.book.update(suspect, (-after[0], -after[1], -after[2], suspect)
                                            if is_eligible and after is not None
                                            else None)
         if entered or exited:
             for other in entered + exited:
-                if other != suspect and other not in dirty:
+                if other != suspect and (other not in dirty or other in self._rechecks):
                     dirty[other] = (WHY_DISPLACED, cause)
+                    self._rechecks.discard(other)
 
     def _index_expiry(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
         """Index an allegation under the hour it was recorded in.
@@ -408,6 +421,7 @@ class Ledger:
                 cause = self._clock_cause(cause)
             out.append(CandidateUpdate(suspect, member, summary, why, cause))
         dirty.clear()
+        self._rechecks.clear()
         return out
 
     def _clock_cause(self, as_of: int) -> str:

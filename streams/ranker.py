@@ -37,6 +37,7 @@ class Ranker:
         self.top_n = top_n
         self._book: Optional[TopBook] = None
         self._touched: dict = {}  # suspect -> (why, cause, summary) since the last flush
+        self._rechecks: set = set()  # touched only to be compared after a restart: a change names the cause
 
     @property
     def as_of(self) -> int:
@@ -58,11 +59,11 @@ class Ranker:
         replaying the input touches only the replayed suspects, so the rest of
         the difference is found here (O(N), once per restart).
         """
-        cause = "clock:" + us_to_iso(self.as_of)
-        for key, _ in self.store.scan("m:"):
-            self._touched.setdefault(key[2:], (WHY_DISPLACED, cause, self.candidate(key[2:])))
-        for suspect in self._book.members():
-            self._touched.setdefault(suspect, (WHY_DISPLACED, cause, self.candidate(suspect)))
+        cause = "clock:" + us_to_iso(self.as_of)  # unless a candidate names a better one before the flush
+        for suspect in [key[2:] for key, _ in self.store.scan("m:")] + self._book.members():
+            if suspect not in self._touched:
+                self._touched[suspect] = (WHY_DISPLACED, cause, self.candidate(suspect))
+                self._rechecks.add(suspect)
 
     def candidate(self, suspect: str) -> Optional[Summary]:
         v = self.store.get("c:" + suspect)
@@ -81,6 +82,7 @@ class Ranker:
             self.store["clock"] = as_of
 
     def apply(self, update: CandidateUpdate) -> None:
+        book = self.book  # built (after a restart) before the store changes: the change is then a move in it
         suspect = update.suspect
         if update.candidate:
             self.store["c:" + suspect] = list(update.summary)
@@ -90,10 +92,12 @@ class Ranker:
                 del self.store["c:" + suspect]
             key = None
         self._touched[suspect] = (update.why, update.cause, update.summary)
-        entered, exited = self.book.update(suspect, key)
+        self._rechecks.discard(suspect)
+        entered, exited = book.update(suspect, key)
         for other in entered + exited:
-            if other not in self._touched:
+            if other not in self._touched or other in self._rechecks:
                 self._touched[other] = (WHY_DISPLACED, update.cause, self.candidate(other))
+                self._rechecks.discard(other)
 
     def apply_many(self, updates) -> None:
         for update in updates:
@@ -124,6 +128,7 @@ class Ranker:
                 reason = why if why in LOWERING_WHYS else WHY_DISPLACED
                 exits.append(self._event("ranking.exited", suspect, summary, as_of, cause, reason=reason))
         self._touched.clear()
+        self._rechecks.clear()
         entries.sort()
         if entries and as_of is None:
             as_of = us_to_iso(self.as_of)

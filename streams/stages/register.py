@@ -21,6 +21,9 @@ from ..store import Store
 from .base import DLQ, LEDGER, Work, by_partition, unapplied
 from .intake import letter
 
+#: In each register partition's store: the fingerprint of the harm table and lists its state was scored with.
+FINGERPRINT_KEY = "fp"
+
 
 
 class Ticks:
@@ -57,9 +60,10 @@ class Ticks:
 
 class RegisterStage:
     def __init__(self, harm, partitions: int, stores: Callable[[int], Store], tick_interval: float,
-                 retention_days: Optional[int] = None):
+                 retention_days: Optional[int] = None, fingerprint: Optional[str] = None):
         self.harm = harm
         self.retention_days = retention_days
+        self.fingerprint = fingerprint  # of the harm table and lists the state is to be scored with
         self.partitions = partitions
         self.stores = stores
         self.ticks = Ticks(tick_interval)
@@ -109,6 +113,26 @@ class RegisterStage:
             work.tick = tick
             for p in range(self.partitions):
                 work.outbox.clock(LEDGER, p, tick)
+
+    def rescore(self, partitions) -> Work:
+        """After an assignment: every allegation of a partition whose state was scored with other files
+        (another fingerprint), scored again, with cause `rescore:<first 12 hex>`; the fingerprint is kept
+        with the state, so the work is done once (again after a crash before the write: it is idempotent)."""
+        work = Work()
+        if self.fingerprint is None:
+            return work
+        cause = "rescore:" + self.fingerprint[:12]
+        for p in partitions:
+            store = self.stores(p)
+            if store.get(FINGERPRINT_KEY) == self.fingerprint:
+                continue
+            register = Register(store, self.harm, self.retention_days)
+            for u in register.rescore(cause, store.get(CLOCK_KEY, 0)):
+                work.outbox.add(LEDGER, partition_for(u.suspect, self.partitions), allegation_update_to_json(u))
+            store[FINGERPRINT_KEY] = self.fingerprint
+            work.stores.append(store)
+            work.partitions.append(p)
+        return work
 
     def prime(self, partitions) -> None:
         """After an assignment: tick again the clocks the newly held partitions keep."""
