@@ -155,8 +155,8 @@ async def start_flush(stores: list) -> list:
     `table[key] = ...`: Faust's store deletes a key from whichever partition
     last wrote it (or from all of them), and our partitions share key names
     ("clock", "x:<hour>"). The changelog records then go straight to the
-    producer rather than one by one through Faust's producer buffer (most of a
-    stage's CPU went there), every partition's together, so a batch waits for
+    producer rather than one by one through Faust's producer buffer (which
+    costs most of a stage's CPU), every partition's together, so a batch waits for
     one acknowledgement, not one per partition (`finish_flush`); once the broker
     has them, each partition's persisted offset is set, as Faust does, so
     recovery reads from there.
@@ -301,7 +301,7 @@ async def send_records(app, topic: str, partition: int, records: list) -> list:
 
     The records stay one per key (a compacted changelog keeps the newest of
     each), but go to the producer as ready-made batches: one future per batch
-    instead of one per record, which is most of what a record used to cost.
+    instead of one per record, which is most of what a record costs otherwise.
     A future gives the metadata of its batch's first record.
     """
     aio = aiokafka_producer(app)

@@ -5,11 +5,9 @@ Faust's consumer hands each fetched message to its conductor with
 (faust-streaming 0.15.3, `Consumer._drain_messages`). `wait_first` wraps both
 in tasks, adds two more for the service's stopped/crashed events and waits on
 all four: several event-loop turns for every message. In a worker whose loop
-is also busy with its stages, each turn waits for the others, and the topics
-between our stages were delivered at a few hundred messages a second:
-measured at 500 input events/s, envelopes waited 250-600 ms (mean) between
-being sent and reaching their agent, although no loop turn took more than
-30 ms, while a Faust app doing nothing else delivered the same rate in 15 ms.
+is also busy with its stages, each turn waits for the others, and envelopes
+between stages wait hundreds of milliseconds to reach their agent
+(docs/PERFORMANCE.md).
 
 `install()` replaces the drain with the same loop that delivers a message
 directly (`await callback(message)`) when the flow is not suspended, and

@@ -20,8 +20,8 @@ With ``--faust-defaults`` those tuning knobs are left at Faust's own defaults in
 agent as the Faust documentation writes it, the nearest we have to what
 ``../shared/NOTES-broker.md`` measured as "Faust agent, one RocksDB table write per event"
 (1.1 k events/s there, on which the issue's goal of 6 times, about a Quix Streams job of the
-same shape, is calibrated; it ran 3.8-4.3 k here on 2026-12-02, and what the notes' agent
-did differently is not known). Only what tansu needs to run at all stays set (session
+same shape, is calibrated; this agent runs faster here, docs/PERFORMANCE.md, and what the
+notes' agent does differently is not known). Only what tansu needs to run at all stays set (session
 timeout, offset reset, raw serializers, web off, the end-offset fix).
 """
 from __future__ import annotations
