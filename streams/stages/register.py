@@ -29,9 +29,9 @@ FINGERPRINT_KEY = "fp"
 class Ticks:
     """The register's clock ticks to every ledger partition: at most one per `interval`, none lost.
 
-    Ticking every ledger partition after every batch made most of the traffic
-    between stages at a few hundred events/s, so the register ticks at most
-    every `interval` and a timer sends what is left (`force`). Each register
+    A tick after every batch would be most of the traffic between stages at a
+    low input rate, so the register ticks at most every `interval` and a timer
+    sends what is left (`force`). Each register
     partition keeps the newest event time it applied in its store, with its
     state, and a restart or a new owner ticks it again (`primed` is False until
     then), so a crash loses no tick.
