@@ -141,6 +141,10 @@ class PartitionStore:
         for key in list(islice(cache, excess)):
             del cache[key]
 
+    def changelog_done(self) -> None:
+        """The changelog holds the last local write: its list of keys is not needed any more (local only)."""
+        self._db.delete(PENDING_KEY)
+
     def discard_changes(self) -> None:
         self._dirty.clear()
         self._cache.clear()
@@ -244,9 +248,14 @@ def _crash_point(table_name: str) -> None:
 
 
 async def finish_flush(pending: list) -> None:
-    """Wait for the changelog records of `start_flush`; sets each partition's persisted offset, as Faust does."""
+    """Wait for the changelog records of `start_flush`; sets each partition's persisted offset, as Faust does.
+
+    Once the changelog holds the batch, its list of keys (PENDING_KEY) has done its work and goes: it
+    names the keys of the batch, deleted ones too, which retention must not leave behind (SPEC §9).
+    """
     for store, topic, sent in pending:
         store.table.data.set_persisted_offset(TP(topic, store.partition), await last_offset(sent))
+        store.changelog_done()
 
 
 class ChangelogPipe:

@@ -234,6 +234,17 @@ class Worker:
                     f"{ranking_diff(expected, (last or {}).get('entries') or [])}\n"
                     f"as_of={None if last is None else last.get('as_of')}\nworker log:\n{self.log_tail(2000)}")
 
+    def wait_until(self, condition, what: str, timeout: float = 90.0) -> None:
+        """Poll `condition()` until it is true; fail naming `what` (and the log) if it never is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                pytest.fail(f"worker died (code {self.proc.returncode}) waiting for {what}:\n{self.log_tail()}")
+            if condition():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"never happened within {timeout:g} s: {what}\n{self.log_tail(2000)}")
+
     def kill9(self) -> None:
         if self.alive():
             os.killpg(self.proc.pid, signal.SIGKILL)
