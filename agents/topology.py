@@ -193,10 +193,17 @@ def _intake(app: faust.App, rt: Runtime, settings: Settings, stage: IntakeStage,
     within = settings.batch_window_ms / 1000.0
 
     async def handle(records: list) -> None:
+        """Validate and route a batch; a failure is counted and shown on /healthz, and the reader tries again."""
         inputs = rt.intake.partitions() if rt.intake is not None else 0
         messages = [Message(r.topic, r.partition, r.offset, r.timestamp, r.value) for r in records]
-        work = stage.work(messages, now_us(), merge_partition(inputs) if inputs else None)
-        await send(work)
+        try:
+            work = stage.work(messages, now_us(), merge_partition(inputs) if inputs else None)
+            await send(work)
+        except Exception as exc:
+            metrics.STAGE_FAILURES.labels(stage="intake").inc()
+            rt.health.failing["intake"] = (time.monotonic(), repr(exc))
+            raise
+        rt.health.failing.pop("intake", None)
         count(work.tally)
         last = records[-1].timestamp
         metrics.PROCESSING_LATENCY.labels(stage="intake").observe(
