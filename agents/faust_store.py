@@ -19,7 +19,7 @@ import logging
 import os
 import signal
 from itertools import islice
-from typing import Any, Iterator, Optional
+from typing import Any, Awaitable, Callable, Iterator, Optional
 
 from faust.types import TP
 from rocksdict import WriteBatch
@@ -287,17 +287,27 @@ class ChangelogPipe:
         in_flight = await start_flush(stores)
         self._pending = asyncio.ensure_future(self._finish(in_flight, events))
 
-    async def _finish(self, in_flight: list, events: list) -> None:
+    async def write_first(self, stores: list, events: list, send: Callable[[], Awaitable]) -> None:
+        """A write-first stage's batch: its state (holding its output) is written and in the changelog,
+        then `send()` sends the output, then `events` are acknowledged."""
+        await self.settle()
+        in_flight = await start_flush(stores)
+        await self._finish(in_flight, events, send)
+
+    async def _finish(self, in_flight: list, events: list, then: Optional[Callable[[], Awaitable]] = None) -> None:
         try:
             await finish_flush(in_flight)
+            if then is not None:
+                await then()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            # The batch is in local RocksDB and maybe not in the changelog. Faust would restart the
-            # agent in this process, whose next batch names other keys as pending; a restart of the
-            # process sends these again first (resend_pending), so stop as a crash would.
-            log.critical("changelog write failed (%r): the worker stops (exit %d) so that a restart "
-                         "sends this batch to the changelog again", exc, CHANGELOG_FAILED_EXIT)
+            # The batch is in local RocksDB and maybe not in the changelog (or its output not sent). Faust
+            # would restart the agent in this process, whose next batch names other keys as pending; a
+            # restart of the process sends these again first (resend_pending, the stages' recover), so
+            # stop as a crash would.
+            log.critical("a batch's state is written but its changelog or output is not (%r): the worker stops "
+                         "(exit %d) so that a restart sends them again", exc, CHANGELOG_FAILED_EXIT)
             for handler in logging.getLogger().handlers:
                 handler.flush()
             os._exit(CHANGELOG_FAILED_EXIT)

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Callable
 
 from streams.stages import Message, Work
 
 from . import metrics
-from .faust_store import CHANGELOG_FAILED_EXIT, ChangelogPipe, finish_flush, start_flush
+from .faust_store import ChangelogPipe
 
 log = logging.getLogger("harmrank")
 
@@ -84,12 +83,12 @@ class StageRunner:
         done = None
         try:
             done = work()
-            if not getattr(stage, "writes_first", False):
+            if getattr(stage, "writes_first", False):
+                await pipe.write_first(done.stores, events, lambda: self.send(done))
+            else:
                 await self.send(done)
                 await pipe.write(done.stores, events)
-                return done
-            await pipe.settle()
-            in_flight = await start_flush(done.stores)
+            return done
         except BaseException:
             if done is not None:
                 for store in done.stores:
@@ -98,25 +97,6 @@ class StageRunner:
             else:
                 stage.reset()
             raise
-        await _after_local_write(self.send, done, in_flight, events, pipe)
-        return done
-
-
-async def _after_local_write(send: Callable, done: Work, in_flight: list, events: list, pipe: ChangelogPipe) -> None:
-    """Changelog, then output, then the input's acknowledgement; a failure here is a crash (see module doc)."""
-    try:
-        await finish_flush(in_flight)
-        await send(done)
-    except asyncio.CancelledError:
-        raise
-    except BaseException as exc:
-        log.critical("a batch's state is written but its changelog or output is not (%r): the worker stops "
-                     "(exit %d) so that a restart sends them again", exc, CHANGELOG_FAILED_EXIT)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        os._exit(CHANGELOG_FAILED_EXIT)
-    for event in events:
-        await pipe.stream.ack(event)
 
 
 def _observe(stage: str, t0: float) -> None:
