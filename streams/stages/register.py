@@ -74,6 +74,8 @@ class RegisterStage:
         for partition, group in by_partition(messages).items():
             store = self.stores(partition)
             work.stores.append(store)
+            if self.fingerprint is not None and store.get(FINGERPRINT_KEY) is None:
+                store[FINGERPRINT_KEY] = self.fingerprint
             newest = self._apply(partition, store, unapplied(store, group), work)
             self.ticks.later(newest)
         self.tick(work, now)
@@ -124,8 +126,9 @@ class RegisterStage:
         cause = "rescore:" + self.fingerprint[:12]
         for p in partitions:
             store = self.stores(p)
-            if store.get(FINGERPRINT_KEY) == self.fingerprint:
-                continue
+            known = store.get(FINGERPRINT_KEY)
+            if known == self.fingerprint or (known is None and next(store.scan("r:"), None) is None):
+                continue  # scored with these files, or nothing to score (its first batch keeps the fingerprint)
             register = Register(store, self.harm, self.retention_days)
             for u in register.rescore(cause, store.get(CLOCK_KEY, 0)):
                 work.outbox.add(LEDGER, partition_for(u.suspect, self.partitions), allegation_update_to_json(u))
