@@ -39,6 +39,7 @@ def topics_of(hops: str) -> tuple[str, list]:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
+    """The broker, the data directory and the kind of hops 2 to 4."""
     p = argparse.ArgumentParser(prog="python -m tests.bench.floor_app")
     p.add_argument("--broker", required=True, help="kafka://host:port")
     p.add_argument("--datadir", required=True)
