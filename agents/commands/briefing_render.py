@@ -31,7 +31,7 @@ _KINDS = {"int": "an integer", "number": "a number", "bool": "true or false", "s
           "time": "a time or null"}
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _LARGEST = 10**15  # larger numbers (and inf, nan) are no score or count
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # every str.splitlines() break too
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&!#])")
 
 
@@ -83,7 +83,7 @@ def _check_fields(obj: dict, fields: dict[str, str], where: str) -> None:
 # --------------------------------------------------------------------------- values as text
 
 def _printable(text: str) -> str:
-    """Control characters (terminal escapes, newlines) shown as U+FFFD, so a value cannot act."""
+    """Control characters (terminal escapes, newlines, U+2028/U+2029) shown as U+FFFD, so a value cannot act."""
     return _CONTROL.sub("\ufffd", text)
 
 
