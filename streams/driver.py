@@ -155,7 +155,7 @@ class Driver:
             self._send(work)
             if crash:  # between the send and the write: the batch is read again
                 for store in work.stores:
-                    store.discard()
+                    store.discard_changes()
                 stage.reset()
                 return
             for store in work.stores:
