@@ -199,6 +199,34 @@ BUILD_INFO = Gauge(
 )
 """Constant 1 labelled with the running harmrank version."""
 
+# --- per list (SPEC §7): the list's name is the only label --------------------------------
+
+LIST_MEMBERS = Gauge(
+    "harmrank_list_members",
+    "Members of each list's top N (on the worker that holds the ranker).",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_ELIGIBLE = Gauge(
+    "harmrank_list_eligible",
+    "Suspects eligible for each list in this worker's ledger partitions.",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_ENTRIES = Counter(
+    "harmrank_list_entries_total",
+    "ranking.entered events emitted for each list.",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_EXITS = Counter(
+    "harmrank_list_exits_total",
+    "ranking.exited events emitted for each list (reasons: harmrank_ranking_exits_total).",
+    ["list"],
+    registry=REGISTRY,
+)
+"""One series per list name: members, eligible, entries, exits."""
+
 # --- histograms --------------------------------------------------------------------------
 
 LATENCY_BUCKETS: Tuple[float, ...] = (
@@ -233,15 +261,22 @@ METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_worker_ready",
     "harmrank_build_info",
     "harmrank_stage_failures_total",
+    "harmrank_list_members",
+    "harmrank_list_eligible",
+    "harmrank_list_entries_total",
+    "harmrank_list_exits_total",
     "harmrank_processing_latency_seconds",
 )
 
 
-def prime() -> None:
-    """Create every labelled series at 0 (idempotent), and set build info to 1.
+def prime(lists: Tuple[str, ...] = ("vawg",)) -> None:
+    """Create every labelled series at 0 (idempotent), one per list name too, and set build info to 1.
 
     Does not reset values already counted.
     """
+    for name in lists:
+        for family in (LIST_MEMBERS, LIST_ELIGIBLE, LIST_ENTRIES, LIST_EXITS):
+            family.labels(list=name)
     for t in INPUT_TYPES:
         for o in OUTCOMES:
             EVENTS_CONSUMED.labels(type=t, outcome=o)
@@ -290,6 +325,10 @@ __all__ = [
     "CONSUMER_LAG",
     "WORKER_READY",
     "STAGE_FAILURES",
+    "LIST_MEMBERS",
+    "LIST_ELIGIBLE",
+    "LIST_ENTRIES",
+    "LIST_EXITS",
     "BUILD_INFO",
     "PROCESSING_LATENCY",
     "LATENCY_BUCKETS",

@@ -43,6 +43,8 @@ from .stage_runner import Health, StageRunner
 
 log = logging.getLogger("harmrank")
 
+DEFAULT_LIST = "vawg"  # the one list of a worker without a lists file (SPEC §7)
+
 REGISTER_TOPIC = "harmrank-register"
 LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
@@ -166,6 +168,7 @@ def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
         tracked, eligible = rt.ledger.stats()
         metrics.SUSPECTS_TRACKED.set(tracked)
         metrics.SUSPECTS_ELIGIBLE.set(eligible)
+        metrics.LIST_ELIGIBLE.labels(list=DEFAULT_LIST).set(eligible)
 
     def ranker_done(work: Work) -> None:
         rt.ranker_held = True
@@ -328,11 +331,14 @@ def count(tally: Counter) -> None:
         elif kind == "merge_forwarded":
             metrics.MERGES_FORWARDED.inc(n)
         elif kind == "output":
+            name = key[3] if len(key) > 3 else DEFAULT_LIST
             metrics.OUTPUT_EVENTS.labels(type=key[1]).inc(n)
             if key[1] == "ranking.entered":
                 metrics.RANKING_ENTRIES.inc(n)
-            else:
+                metrics.LIST_ENTRIES.labels(list=name).inc(n)
+            elif key[1] == "ranking.exited":
                 metrics.RANKING_EXITS.labels(reason=key[2]).inc(n)
+                metrics.LIST_EXITS.labels(list=name).inc(n)
 
 
 def _canonical_url(settings: Settings) -> str:
@@ -346,6 +352,7 @@ def _canonical_url(settings: Settings) -> str:
 def _ranker_gauges(stage: RankerStage) -> None:
     ranker = stage.ranker
     metrics.RANKING_MEMBERS.set(len(ranker.book.members()))
+    metrics.LIST_MEMBERS.labels(list=DEFAULT_LIST).set(len(ranker.book.members()))
     threshold = ranker.threshold()
     metrics.THRESHOLD_SCORE.set(threshold.score / 100 if threshold else 0)
     metrics.CLOCK_AS_OF.set(ranker.as_of / US_PER_SECOND)
