@@ -30,17 +30,20 @@ JOIN_WITHIN = 4
 
 
 def never_applied(register_records, changelog_records) -> list:
-    """[(partition, first offset, last offset, first produced, last produced, messages)]: runs of unapplied messages."""
+    """[(partition, first offset, last offset, first produced, last produced, messages, events)]: the runs of
+    messages none of whose reports was applied, and how many input events those messages carried."""
     known = {r.key[2:].decode() for r in changelog_records if r.key.startswith(b"r:")}
     runs: list = []
     for r in sorted(register_records, key=lambda r: (r.partition, r.offset)):
         refs = recorded_refs(r.value)
         if not refs or any(ref in known for ref in refs):
             continue
+        events = len(orjson.loads(r.value)["items"])
         if runs and runs[-1][0] == r.partition and r.offset - runs[-1][2] <= JOIN_WITHIN:
-            runs[-1] = (r.partition, runs[-1][1], r.offset, runs[-1][3], r.timestamp, runs[-1][5] + 1)
+            p, a, _, t0, _, n, e = runs[-1]
+            runs[-1] = (p, a, r.offset, t0, r.timestamp, n + 1, e + events)
         else:
-            runs.append((r.partition, r.offset, r.offset, r.timestamp, r.timestamp, 1))
+            runs.append((r.partition, r.offset, r.offset, r.timestamp, r.timestamp, 1, events))
     return runs
 
 
@@ -48,5 +51,5 @@ def describe(runs: list) -> list:
     def at(ms: int) -> str:
         return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
 
-    return [f"{REGISTER_TOPIC}[{p}] offsets {a}..{b} (produced {at(t0)}-{at(t1)} UTC): {n} messages whose reports "
-            "the register never applied" for p, a, b, t0, t1, n in runs]
+    return [f"{REGISTER_TOPIC}[{p}] offsets {a}..{b} (produced {at(t0)}-{at(t1)} UTC): {n} messages ({e} events) "
+            "whose reports the register never applied" for p, a, b, t0, t1, n, e in runs]

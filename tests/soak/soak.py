@@ -134,8 +134,11 @@ def check_ledger(broker, result, figures: Figures, timeout: float) -> None:
         figures.problems.append(f"suspect {suspect}: reference {e}\n  worker {g}")
 
 
-def check_output(broker, expected_top: set, figures: Figures) -> None:
+def check_output(broker, expected_top: set, figures: Figures, keep: Path) -> None:
+    """Replay the output topic (kept in `keep` as JSON lines) deduplicated by event_id: SPEC §3's invariants."""
     events = [json.loads(r.value) for r in read_topic(broker, OUTPUT_TOPIC, quiet=3.0, timeout=300)]
+    with open(keep, "w", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(e) + "\n" for e in events)
     figures.output_events = len(events)
     figures.resent = len(events) - len({e["event_id"] for e in events})
     try:
@@ -177,7 +180,7 @@ def soak(workdir: Path, events: int, kills: int, seed: int, rate: int, max_pause
             figures.problems.append(f"/ranking at as_of {last.get('as_of')} is not `harmrank rank`'s:\n"
                                     + ranking_diff(expected, last.get("entries") or []))
         figures.wall_s = time.monotonic() - t0
-        check_output(broker, {r["suspect_id"] for r in expected}, figures)
+        check_output(broker, {r["suspect_id"] for r in expected}, figures, workdir / "harm-ranking.jsonl")
         check_ledger(broker, result, figures, timeout=60)
         if figures.lost:
             figures.problems.extend(describe(never_applied(read_topic(broker, REGISTER_TOPIC, timeout=300),
