@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from itertools import islice
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
@@ -170,7 +169,6 @@ async def start_flush(stores: list) -> list:
         records = store._write_local()
         if not records:
             continue
-        _crash_point(store.table.name)
         table = store.table
         topic = table.changelog_topic.get_topic_name()
         sent = await send_records(table.app, topic, store.partition, records)
@@ -218,33 +216,6 @@ async def resend_pending(app, tables: list, done: set) -> int:
                 db.delete(PENDING_KEY)
             done.add(tp)
     return sent_records
-
-
-def _crash_at(spec: str) -> Optional[tuple]:
-    """HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE=<table>:<n>: the tests' kill -9 at the one moment that matters."""
-    if not spec:
-        return None
-    table, _, count = spec.partition(":")
-    return table, int(count or 1)
-
-
-_CRASH_AT = _crash_at(os.environ.get("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE", ""))
-_local_writes: dict = {}
-
-
-def crash_point_armed() -> bool:
-    return _CRASH_AT is not None
-
-
-def _crash_point(table_name: str) -> None:
-    """Kill this process, as kill -9 would, after the n-th local write of a table and before its changelog."""
-    if _CRASH_AT is None or _CRASH_AT[0] != table_name:
-        return
-    _local_writes[table_name] = _local_writes.get(table_name, 0) + 1
-    if _local_writes[table_name] == _CRASH_AT[1]:
-        log.warning("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE: killing the worker after %s's local write %d",
-                    table_name, _CRASH_AT[1])
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 async def finish_flush(pending: list) -> None:

@@ -205,7 +205,8 @@ def test_a_kill_between_local_state_and_changelog_loses_nothing_on_another_worke
     tail_feed = write_feed(tmp_path / "tail.jsonl", tail)
     after_tail = rank_lines(whole.read_bytes().splitlines() + tail_feed.read_bytes().splitlines(), harm)
 
-    first_worker = workers(own_broker, partitions=4, test_crash_after_local_write=f"{table}:2").start()
+    first_worker = workers(own_broker, partitions=4,
+                           faults={"TEST_FAULT_KILL_AFTER_LOCAL_WRITE": f"{table}:2"}).start()
     first_worker.wait_ready()
     publish_file(own_broker, first)
     deadline = time.monotonic() + 60
@@ -213,7 +214,7 @@ def test_a_kill_between_local_state_and_changelog_loses_nothing_on_another_worke
         time.sleep(0.2)
     assert first_worker.proc.returncode == -9, f"the crash point was not reached:\n{first_worker.log_tail()}"
 
-    del first_worker.settings["test_crash_after_local_write"]
+    first_worker.faults = {}
     first_worker.start()  # same data directory: its RocksDB holds the batch its changelog may lack
     first_worker.wait_ready(timeout=120)
     publish_file(own_broker, rest)
