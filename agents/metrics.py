@@ -184,6 +184,14 @@ STAGE_FAILURES = Counter(
 )
 """A stage that keeps failing holds up its input: /healthz answers 503 meanwhile."""
 
+SKIPPED_READS = Counter(
+    "harmrank_skipped_reads_total",
+    "Batches that began past the messages a stage's state has not applied (the consumer lost them in a "
+    "rebalance): not worked, and their partitions read again from where the state ends.",
+    ["stage"],
+    registry=REGISTRY,
+)
+
 WORKER_READY = Gauge(
     "harmrank_worker_ready",
     "1 once the worker has recovered its state and serves /readyz, else 0.",
@@ -261,6 +269,7 @@ METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_worker_ready",
     "harmrank_build_info",
     "harmrank_stage_failures_total",
+    "harmrank_skipped_reads_total",
     "harmrank_list_members",
     "harmrank_list_eligible",
     "harmrank_list_entries_total",
@@ -288,6 +297,7 @@ def prime(lists: Tuple[str, ...] = ("vawg",)) -> None:
         OUTPUT_EVENTS.labels(type=t)
     for s in STAGES:
         STAGE_FAILURES.labels(stage=s)
+        SKIPPED_READS.labels(stage=s)
         CONSUMER_LAG.labels(stage=s)
         PROCESSING_LATENCY.labels(stage=s)
     BUILD_INFO.labels(version=VERSION).set(1)
@@ -325,6 +335,7 @@ __all__ = [
     "CONSUMER_LAG",
     "WORKER_READY",
     "STAGE_FAILURES",
+    "SKIPPED_READS",
     "LIST_MEMBERS",
     "LIST_ELIGIBLE",
     "LIST_ENTRIES",

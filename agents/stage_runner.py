@@ -20,6 +20,7 @@ import time
 from typing import Callable
 
 from streams.stages import Message, Work
+from streams.stages.base import skipped
 
 from . import metrics
 from .faust_store import ChangelogPipe
@@ -42,11 +43,16 @@ class Health:
 
 
 class StageRunner:
-    """Moves batches between Faust and the stages; `send(work)` sends a Work's records and waits for them."""
+    """Moves batches between Faust and the stages; `send(work)` sends a Work's records and waits for them.
 
-    def __init__(self, send: Callable, health: Health):
+    `read_again(topic, {partition: offset})` seeks those partitions of a stage's input back and returns
+    True, or returns False when those messages are gone from the topic (its retention deleted them).
+    """
+
+    def __init__(self, send: Callable, health: Health, read_again: Callable):
         self.send = send
         self.health = health
+        self.read_again = read_again
 
     async def run(self, name: str, stream, stage, work: Callable[[list], Work], after: Callable[[Work], None],
                   batch: int, within: float) -> None:
@@ -55,9 +61,22 @@ class StageRunner:
         async for events in stream.noack_take(batch, within=within):
             messages = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.timestamp,
                                 e.message.value) for e in events]
+            gaps = skipped(messages, stage.applied_offset)
+            if gaps and await self._read_again(name, messages[0].topic, gaps):
+                continue  # not worked, not acknowledged: its messages come again, after the missing ones
             done = await self._until_done(name, stage, lambda: work(messages), pipe, events)
             after(done)
             _observe(name, done.t0)
+
+    async def _read_again(self, name: str, topic: str, gaps: dict) -> bool:
+        metrics.SKIPPED_READS.labels(stage=name).inc()
+        if await self.read_again(topic, gaps):
+            log.warning("%s: a batch begins past the messages its state has not applied (%s, partition: first "
+                        "missing offset): the consumer lost them; reading them again", name, gaps)
+            return True
+        log.critical("%s: the messages from %s are gone from %s (the topic's retention): working on without them",
+                     name, gaps, topic)
+        return False
 
     async def _until_done(self, name: str, stage, work: Callable[[], Work], pipe: ChangelogPipe, events: list):
         tries = 0

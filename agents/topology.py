@@ -154,7 +154,17 @@ def _app(settings: Settings) -> faust.App:
 
 def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
     """The register, ledger and ranker agents: each hands its batches to its stage."""
-    runner = StageRunner(send, rt.health)
+    async def read_again(topic: str, gaps: dict) -> bool:
+        """Seek a stage input's partitions back to the offsets their state expects next, unless those
+        messages are gone from the topic (False)."""
+        tps = {TP(topic, partition): offset for partition, offset in gaps.items()}
+        earliest = await app.consumer.earliest_offsets(*tps)
+        due = {tp: offset for tp, offset in tps.items() if (earliest.get(tp) or 0) <= offset}
+        for tp, offset in due.items():
+            await app.consumer.seek(tp, offset)
+        return bool(due)
+
+    runner = StageRunner(send, rt.health, read_again)
     within = rt.settings.batch_window_ms / 1000.0  # how long a stage gathers a batch once a message is there
 
     def seen(work):

@@ -20,7 +20,7 @@ from ..envelope import open_envelope
 from ..messages import candidate_update_from_json
 from ..ranker import Ranker
 from ..store import Store
-from .base import OUTPUT, Work, unapplied
+from .base import OFFSET_KEY, OUTPUT, Work, unapplied
 
 
 #: In the ranker's store: the ranking events of the last batch, sent again by `recover`.
@@ -69,6 +69,10 @@ class RankerStage:
         for event in self.ranker.store.get(PENDING_KEY) or []:
             work.outbox.send(OUTPUT, event["suspect_id"].encode(), orjson.dumps(event))
         return work
+
+    def applied_offset(self, partition: int) -> Optional[int]:
+        """The offset of the last input message the ranker's state includes (None: none yet)."""
+        return self.ranker.store.get(OFFSET_KEY)
 
     def failed(self, work: Work) -> None:
         self._ranker = None

@@ -18,7 +18,7 @@ from ..messages import allegation_update_to_json
 from ..partitioning import partition_for
 from ..register import ACCEPTED, CLOCK_KEY, DUPLICATE, Register
 from ..store import Store
-from .base import DLQ, LEDGER, Work, by_partition, unapplied
+from .base import DLQ, LEDGER, OFFSET_KEY, Work, by_partition, unapplied
 from .intake import letter
 
 #: In each register partition's store: the fingerprint of the harm table and lists its state was scored with.
@@ -142,6 +142,10 @@ class RegisterStage:
         for p in partitions:
             self.ticks.later(self.stores(p).get(CLOCK_KEY))
         self.ticks.primed = True
+
+    def applied_offset(self, partition: int) -> Optional[int]:
+        """The offset of the last input message partition's state includes (None: none yet)."""
+        return self.stores(partition).get(OFFSET_KEY)
 
     def failed(self, work: Work) -> None:
         """A batch's work was not sent: its tick stays pending."""
