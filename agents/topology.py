@@ -145,7 +145,7 @@ def _app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         web_application_options={"middlewares": [gate(Access.from_settings(settings), AuditTrail(lambda: app))]},
-        stream_wait_empty=False,
+        stream_wait_empty=True,  # a revoked partition's batch in hand is finished before a new owner starts
         logging_config=None,
         **faust_kwargs(settings),  # TLS / SASL to the broker (SPEC §9)
     )
