@@ -10,9 +10,9 @@ the two, and if the broker's is gone or different, it says so and starts clean.
 The epoch also names the layout of the state (`STATE_LAYOUT`: the shapes of the
 values in the stages' tables). A broker whose changelogs hold another layout
 cannot be read by this version: the worker refuses to start and says how to
-begin again, rather than misread state. (Layout 1, written by harmrank before
-the register kept one key per suspect and the ledger record its running sums,
-had no layout in its epoch record.)
+begin again, rather than misread state. (An epoch record with no layout is
+layout 1: a register without one key per suspect, a ledger record without its
+running sums.)
 """
 from __future__ import annotations
 

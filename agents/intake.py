@@ -1,12 +1,10 @@
 """The intake's reader: `crime-reports` in bulk, through aiokafka's batch consumer.
 
 Faust hands every message of a stream to its agent one at a time, through a
-path that costs far more than the work the intake does with it (measured on
-one machine: 0.13 ms per message for a Faust agent that only counts, against
-0.01 ms to validate an event and 0.002 ms per record for `getmany`). The input
-topic is the only one with a message per event (every later stage speaks in
-one envelope per partition per batch), so it is the only one read this way:
-the register, ledger and ranker stay Faust agents over Faust tables.
+path that costs far more than the intake's work on it (docs/PERFORMANCE.md).
+The input topic is the only one with a message per event (every later stage
+speaks in one envelope per partition per batch), so it is the only one read
+this way: the register, ledger and ranker stay Faust agents over Faust tables.
 
 The reader is a member of its own consumer group, `<app id>-intake`, so
 several workers share the input partitions like any Kafka consumers. It is

@@ -184,6 +184,14 @@ STAGE_FAILURES = Counter(
 )
 """A stage that keeps failing holds up its input: /healthz answers 503 meanwhile."""
 
+SKIPPED_READS = Counter(
+    "harmrank_skipped_reads_total",
+    "Batches that began past the messages a stage's state has not applied (the consumer lost them in a "
+    "rebalance): not worked, and their partitions read again from where the state ends.",
+    ["stage"],
+    registry=REGISTRY,
+)
+
 WORKER_READY = Gauge(
     "harmrank_worker_ready",
     "1 once the worker has recovered its state and serves /readyz, else 0.",
@@ -198,6 +206,34 @@ BUILD_INFO = Gauge(
     registry=REGISTRY,
 )
 """Constant 1 labelled with the running harmrank version."""
+
+# --- per list (SPEC §7): the list's name is the only label --------------------------------
+
+LIST_MEMBERS = Gauge(
+    "harmrank_list_members",
+    "Members of each list's top N (on the worker that holds the ranker).",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_ELIGIBLE = Gauge(
+    "harmrank_list_eligible",
+    "Suspects eligible for each list in this worker's ledger partitions.",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_ENTRIES = Counter(
+    "harmrank_list_entries_total",
+    "ranking.entered events emitted for each list.",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_EXITS = Counter(
+    "harmrank_list_exits_total",
+    "ranking.exited events emitted for each list (reasons: harmrank_ranking_exits_total).",
+    ["list"],
+    registry=REGISTRY,
+)
+"""One series per list name: members, eligible, entries, exits."""
 
 # --- histograms --------------------------------------------------------------------------
 
@@ -233,15 +269,23 @@ METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_worker_ready",
     "harmrank_build_info",
     "harmrank_stage_failures_total",
+    "harmrank_skipped_reads_total",
+    "harmrank_list_members",
+    "harmrank_list_eligible",
+    "harmrank_list_entries_total",
+    "harmrank_list_exits_total",
     "harmrank_processing_latency_seconds",
 )
 
 
-def prime() -> None:
-    """Create every labelled series at 0 (idempotent), and set build info to 1.
+def prime(lists: Tuple[str, ...] = ("vawg",)) -> None:
+    """Create every labelled series at 0 (idempotent), one per list name too, and set build info to 1.
 
     Does not reset values already counted.
     """
+    for name in lists:
+        for family in (LIST_MEMBERS, LIST_ELIGIBLE, LIST_ENTRIES, LIST_EXITS):
+            family.labels(list=name)
     for t in INPUT_TYPES:
         for o in OUTCOMES:
             EVENTS_CONSUMED.labels(type=t, outcome=o)
@@ -253,6 +297,7 @@ def prime() -> None:
         OUTPUT_EVENTS.labels(type=t)
     for s in STAGES:
         STAGE_FAILURES.labels(stage=s)
+        SKIPPED_READS.labels(stage=s)
         CONSUMER_LAG.labels(stage=s)
         PROCESSING_LATENCY.labels(stage=s)
     BUILD_INFO.labels(version=VERSION).set(1)
@@ -290,6 +335,11 @@ __all__ = [
     "CONSUMER_LAG",
     "WORKER_READY",
     "STAGE_FAILURES",
+    "SKIPPED_READS",
+    "LIST_MEMBERS",
+    "LIST_ELIGIBLE",
+    "LIST_ENTRIES",
+    "LIST_EXITS",
     "BUILD_INFO",
     "PROCESSING_LATENCY",
     "LATENCY_BUCKETS",

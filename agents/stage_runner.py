@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from typing import Callable
 
 from streams.stages import Message, Work
+from streams.stages.base import skipped
 
 from . import metrics
-from .faust_store import CHANGELOG_FAILED_EXIT, ChangelogPipe, finish_flush, start_flush
+from .faust_store import ChangelogPipe
 
 log = logging.getLogger("harmrank")
 
@@ -43,11 +43,16 @@ class Health:
 
 
 class StageRunner:
-    """Moves batches between Faust and the stages; `send(work)` sends a Work's records and waits for them."""
+    """Moves batches between Faust and the stages; `send(work)` sends a Work's records and waits for them.
 
-    def __init__(self, send: Callable, health: Health):
+    `read_again(topic, {partition: offset})` seeks those partitions of a stage's input back and returns
+    True, or returns False when those messages are gone from the topic (its retention deleted them).
+    """
+
+    def __init__(self, send: Callable, health: Health, read_again: Callable):
         self.send = send
         self.health = health
+        self.read_again = read_again
 
     async def run(self, name: str, stream, stage, work: Callable[[list], Work], after: Callable[[Work], None],
                   batch: int, within: float) -> None:
@@ -56,9 +61,22 @@ class StageRunner:
         async for events in stream.noack_take(batch, within=within):
             messages = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.timestamp,
                                 e.message.value) for e in events]
+            gaps = skipped(messages, stage.applied_offset)
+            if gaps and await self._read_again(name, messages[0].topic, gaps):
+                continue  # not worked, not acknowledged: its messages come again, after the missing ones
             done = await self._until_done(name, stage, lambda: work(messages), pipe, events)
             after(done)
             _observe(name, done.t0)
+
+    async def _read_again(self, name: str, topic: str, gaps: dict) -> bool:
+        metrics.SKIPPED_READS.labels(stage=name).inc()
+        if await self.read_again(topic, gaps):
+            log.warning("%s: a batch begins past the messages its state has not applied (%s, partition: first "
+                        "missing offset): the consumer lost them; reading them again", name, gaps)
+            return True
+        log.critical("%s: the messages from %s are gone from %s (the topic's retention): working on without them",
+                     name, gaps, topic)
+        return False
 
     async def _until_done(self, name: str, stage, work: Callable[[], Work], pipe: ChangelogPipe, events: list):
         tries = 0
@@ -84,12 +102,12 @@ class StageRunner:
         done = None
         try:
             done = work()
-            if not getattr(stage, "writes_first", False):
+            if getattr(stage, "writes_first", False):
+                await pipe.write_first(done.stores, events, lambda: self.send(done))
+            else:
                 await self.send(done)
                 await pipe.write(done.stores, events)
-                return done
-            await pipe.settle()
-            in_flight = await start_flush(done.stores)
+            return done
         except BaseException:
             if done is not None:
                 for store in done.stores:
@@ -98,25 +116,6 @@ class StageRunner:
             else:
                 stage.reset()
             raise
-        await _after_local_write(self.send, done, in_flight, events, pipe)
-        return done
-
-
-async def _after_local_write(send: Callable, done: Work, in_flight: list, events: list, pipe: ChangelogPipe) -> None:
-    """Changelog, then output, then the input's acknowledgement; a failure here is a crash (see module doc)."""
-    try:
-        await finish_flush(in_flight)
-        await send(done)
-    except asyncio.CancelledError:
-        raise
-    except BaseException as exc:
-        log.critical("a batch's state is written but its changelog or output is not (%r): the worker stops "
-                     "(exit %d) so that a restart sends them again", exc, CHANGELOG_FAILED_EXIT)
-        for handler in logging.getLogger().handlers:
-            handler.flush()
-        os._exit(CHANGELOG_FAILED_EXIT)
-    for event in events:
-        await pipe.stream.ack(event)
 
 
 def _observe(stage: str, t0: float) -> None:

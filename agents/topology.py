@@ -23,7 +23,8 @@ import faust
 from faust.types import TP
 
 from schemas.events import US_PER_SECOND
-from schemas.harm_table import HarmTable
+from schemas.harm_table import HarmTable, harm_table_bytes
+from schemas.lists import default_lists, fingerprint
 from streams.stages import CANDIDATES, DLQ, INPUT, LEDGER, OUTPUT, REGISTER, Message, Work
 from streams.stages.intake import IntakeStage
 from streams.stages.ledger import LedgerStage, clock_records
@@ -34,13 +35,15 @@ from . import metrics
 from .access import Access, gate
 from .audit import AuditTrail
 from .compat import tansu_fetch
-from .faust_store import PartitionStore, resend_pending
+from .faust_store import PartitionStore, finish_flush, resend_pending, start_flush
 from .intake import IntakeReader, merge_partition
 from .kafka_clients import aiokafka_kwargs, faust_kwargs
 from .settings import Settings
 from .stage_runner import Health, StageRunner
 
 log = logging.getLogger("harmrank")
+
+DEFAULT_LIST = "vawg"  # the one list of a worker without a lists file (SPEC §7)
 
 REGISTER_TOPIC = "harmrank-register"
 LEDGER_TOPIC = "harmrank-ledger"
@@ -95,7 +98,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
               "ranker": table("ranker", 1)}
     rt = Runtime(settings, harm,
                  RegisterStage(harm, partitions, lambda p: PartitionStore(tables["register"], p), TICK_INTERVAL,
-                               settings.retention_days),
+                               settings.retention_days, scoring_fingerprint(settings)),
                  LedgerStage(partitions, lambda p: PartitionStore(tables["ledger"], p, keep=LEDGER_CACHE),
                              settings.top_n, settings.window_days, settings.min_allegations,
                              lists=settings.list_specs),
@@ -143,7 +146,7 @@ def _app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         web_application_options={"middlewares": [gate(Access.from_settings(settings), AuditTrail(lambda: app))]},
-        stream_wait_empty=False,
+        stream_wait_empty=True,  # a revoked partition's batch in hand is finished before a new owner starts
         logging_config=None,
         **faust_kwargs(settings),  # TLS / SASL to the broker (SPEC §9)
     )
@@ -152,7 +155,17 @@ def _app(settings: Settings) -> faust.App:
 
 def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
     """The register, ledger and ranker agents: each hands its batches to its stage."""
-    runner = StageRunner(send, rt.health)
+    async def read_again(topic: str, gaps: dict) -> bool:
+        """Seek a stage input's partitions back to the offsets their state expects next, unless those
+        messages are gone from the topic (False)."""
+        tps = {TP(topic, partition): offset for partition, offset in gaps.items()}
+        earliest = await app.consumer.earliest_offsets(*tps)
+        due = {tp: offset for tp, offset in tps.items() if (earliest.get(tp) or 0) <= offset}
+        for tp, offset in due.items():
+            await app.consumer.seek(tp, offset)
+        return bool(due)
+
+    runner = StageRunner(send, rt.health, read_again)
     within = rt.settings.batch_window_ms / 1000.0  # how long a stage gathers a batch once a message is there
 
     def seen(work):
@@ -166,6 +179,7 @@ def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
         tracked, eligible = rt.ledger.stats()
         metrics.SUSPECTS_TRACKED.set(tracked)
         metrics.SUSPECTS_ELIGIBLE.set(eligible)
+        metrics.LIST_ELIGIBLE.labels(list=DEFAULT_LIST).set(eligible)
 
     def ranker_done(work: Work) -> None:
         rt.ranker_held = True
@@ -193,10 +207,17 @@ def _intake(app: faust.App, rt: Runtime, settings: Settings, stage: IntakeStage,
     within = settings.batch_window_ms / 1000.0
 
     async def handle(records: list) -> None:
+        """Validate and route a batch; a failure is counted and shown on /healthz, and the reader tries again."""
         inputs = rt.intake.partitions() if rt.intake is not None else 0
         messages = [Message(r.topic, r.partition, r.offset, r.timestamp, r.value) for r in records]
-        work = stage.work(messages, now_us(), merge_partition(inputs) if inputs else None)
-        await send(work)
+        try:
+            work = stage.work(messages, now_us(), merge_partition(inputs) if inputs else None)
+            await send(work)
+        except Exception as exc:
+            metrics.STAGE_FAILURES.labels(stage="intake").inc()
+            rt.health.failing["intake"] = (time.monotonic(), repr(exc))
+            raise
+        rt.health.failing.pop("intake", None)
         count(work.tally)
         last = records[-1].timestamp
         metrics.PROCESSING_LATENCY.labels(stage="intake").observe(
@@ -273,6 +294,8 @@ def _rebalances(app: faust.App, rt: Runtime, tables: dict, send) -> None:
             log.info("sent the last local write of newly assigned partitions to the changelogs again "
                      "(%d records)", count_sent)
         actives = app.assignor.assigned_actives()
+        await _rescore(rt, [tp.partition for tp in actives
+                            if tp.topic == tables["register"].changelog_topic.get_topic_name()], send)
         ledgers = [tp.partition for tp in actives if tp.topic == tables["ledger"].changelog_topic.get_topic_name()]
         work = rt.ledger.recover(ledgers)
         rt.ranker_held = TP(tables["ranker"].changelog_topic.get_topic_name(), 0) in actives
@@ -290,6 +313,24 @@ def _rebalances(app: faust.App, rt: Runtime, tables: dict, send) -> None:
         rt.ranker_held = False
 
 
+async def _rescore(rt: Runtime, partitions: list, send) -> None:
+    """Register partitions whose state was scored with another harm table or lists file: every allegation
+    scored again and sent on (SPEC §9), then the new fingerprint written with the state."""
+    work = rt.register.rescore(partitions)
+    if not work.stores:
+        return
+    log.info("the harm table or lists changed (fingerprint %s): scoring %d register partitions again",
+             rt.register.fingerprint[:12], len(work.stores))
+    await send(work)
+    await finish_flush(await start_flush(work.stores))
+
+
+def scoring_fingerprint(settings: Settings) -> str:
+    """The sha256 of what scores depend on: the harm table file and the lists (schemas/lists.py)."""
+    specs = default_lists(settings.top_n, settings.window_days, settings.min_allegations)
+    return fingerprint(harm_table_bytes(settings.harm_table), None, specs)
+
+
 def count(tally: Counter) -> None:
     """A stage's tally of a batch, into the metrics (no suspect or victim id in any label)."""
     for key, n in tally.items():
@@ -301,11 +342,14 @@ def count(tally: Counter) -> None:
         elif kind == "merge_forwarded":
             metrics.MERGES_FORWARDED.inc(n)
         elif kind == "output":
+            name = key[3] if len(key) > 3 else DEFAULT_LIST
             metrics.OUTPUT_EVENTS.labels(type=key[1]).inc(n)
             if key[1] == "ranking.entered":
                 metrics.RANKING_ENTRIES.inc(n)
-            else:
+                metrics.LIST_ENTRIES.labels(list=name).inc(n)
+            elif key[1] == "ranking.exited":
                 metrics.RANKING_EXITS.labels(reason=key[2]).inc(n)
+                metrics.LIST_EXITS.labels(list=name).inc(n)
 
 
 def _canonical_url(settings: Settings) -> str:
@@ -319,6 +363,7 @@ def _canonical_url(settings: Settings) -> str:
 def _ranker_gauges(stage: RankerStage) -> None:
     ranker = stage.ranker
     metrics.RANKING_MEMBERS.set(len(ranker.book.members()))
+    metrics.LIST_MEMBERS.labels(list=DEFAULT_LIST).set(len(ranker.book.members()))
     threshold = ranker.threshold()
     metrics.THRESHOLD_SCORE.set(threshold.score / 100 if threshold else 0)
     metrics.CLOCK_AS_OF.set(ranker.as_of / US_PER_SECOND)

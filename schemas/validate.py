@@ -325,9 +325,9 @@ def _validate(raw: Any, harm_table: HarmTable, now_us: Optional[int], max_bytes:
 
 # --- the fast path ---------------------------------------------------------------------
 #
-# Most messages are well formed, and the rules above cost about 23 us a message here (the
-# standard library's decoder with its hooks, a datetime per timestamp, a check object per
-# event): a fifth of the worker's CPU. `_accept_fast` answers with the event
+# Most messages are well formed, and the rules above are slow for them (the standard
+# library's decoder with its hooks, a datetime per timestamp, a check object per event;
+# docs/PERFORMANCE.md). `_accept_fast` answers with the event
 # `_validate_every_rule` would return, or None for "ask it": rejections are worded there only.
 # It declines whatever it cannot vouch for cheaply: escapes (a backslash), anything orjson
 # refuses to read or to write back (nesting of 255 levels or more), years outside 1000..8999,

@@ -116,6 +116,18 @@ class Driver:
         clock_records(work, self.partitions, as_of)
         self._send(work)
 
+    def restart(self, harm, fingerprint: str) -> None:
+        """A restart with another harm table: every stage forgets what it holds in memory, and the register
+        scores its state again with the new table (as the worker does when its partitions are assigned)."""
+        for stage in (self.intake, self.register, self.ledger, self.ranker):
+            stage.reset()
+        self.intake.harm = self.register.harm = harm
+        self.register.fingerprint = fingerprint
+        work = self.register.rescore(range(self.partitions))
+        self._send(work)
+        for store in work.stores:
+            store.commit()
+
     def flush_ticks(self) -> None:
         """The register's timer: send the tick the last batches left pending."""
         work = Work()
@@ -147,7 +159,7 @@ class Driver:
             self._send(work)
             if crash:  # between the send and the write: the batch is read again
                 for store in work.stores:
-                    store.discard()
+                    store.discard_changes()
                 stage.reset()
                 return
             for store in work.stores:

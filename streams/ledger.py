@@ -74,6 +74,8 @@ class Ledger:
         # per list: suspect -> (why, cause) since the last flush; a cause that is an int is the clock
         # ("clock:<as_of>", formatted by flush() only if it is sent on)
         self._dirty: list = [{} for _ in self.rules]
+        # per list: the suspects in _dirty only to be compared after a restart; whatever moves them names the cause
+        self._rechecks: list = [set() for _ in self.rules]
         # per list: the suspects with an "ann:<list>:" key (at most N), derived from the store with the book
         self._announced: list = [set() for _ in self.rules]
         self.expiry = ExpiryIndex(store)
@@ -139,15 +141,26 @@ class Ledger:
         was announced; replaying the input finds nothing to change, so the
         difference is found here instead (O(N) a list, once per restart).
         """
-        cause = "clock:" + us_to_iso(self.as_of)
+        cause = self.as_of  # the clock, unless a change names a better cause before the flush (_rechecks)
         for i, rule in enumerate(self.rules):
             prefix = f"ann:{rule.name}:"
             self._announced[i] = set()
             for key, _ in self.store.scan(prefix):
                 self._announced[i].add(key[len(prefix):])
-                self._dirty[i].setdefault(key[len(prefix):], (WHY_DISPLACED, cause))
+                self._recheck(i, key[len(prefix):], cause)
             for suspect in self._books[i].members():
-                self._dirty[i].setdefault(suspect, (WHY_DISPLACED, cause))
+                self._recheck(i, suspect, cause)
+
+    def _recheck(self, i: int, suspect: str, cause: int) -> None:
+        if suspect not in self._dirty[i]:
+            self._dirty[i][suspect] = (WHY_DISPLACED, cause)
+            self._rechecks[i].add(suspect)
+
+    def _touch(self, i: int, suspect: str, why: str, cause) -> None:
+        """Mark him changed in list i with (why, cause), unless a change of his own already named one."""
+        if suspect not in self._dirty[i] or suspect in self._rechecks[i]:
+            self._dirty[i][suspect] = (why, cause)
+            self._rechecks[i].discard(suspect)
 
     def allegations(self, suspect: str) -> dict:
         """crime_ref -> Allegation of every allegation of his in the ledger's window."""
@@ -233,6 +246,8 @@ class Ledger:
 
     def _set(self, suspect: str, changes: list, why: str, cause) -> None:
         """Set each (crime_ref, allegation record or None) of one suspect; his standings are compared once."""
+        if self._books is None:
+            self.books  # built (after a restart) before the store changes: each change is then a move in them
         key = "p:" + suspect
         rec = self.store.get(key)
         clock = self.as_of
@@ -243,8 +258,8 @@ class Ledger:
             if old == new:
                 # Nothing to change, but flush() still checks him against what was announced:
                 # after a crash before a flush, the replayed input lands here.
-                for dirty in self._dirty:
-                    dirty.setdefault(suspect, (why, cause))
+                for i in range(len(self.rules)):
+                    self._touch(i, suspect, why, cause)
                 continue
             if before is _UNSET:
                 before = self._standings(rec)
@@ -286,13 +301,13 @@ class Ledger:
             now = None if after is None else after[i]
             if was == now:
                 continue
-            dirty = self._dirty[i]
-            dirty[suspect] = (why, cause)
+            self._dirty[i][suspect] = (why, cause)
+            self._rechecks[i].discard(suspect)
             new_key = (-now[0][0], -now[0][1], -now[0][2], suspect) if now is not None and now[1] else None
             entered, exited = books[i].update(suspect, new_key)
             for other in entered + exited:
-                if other != suspect and other not in dirty:
-                    dirty[other] = (WHY_DISPLACED, cause)
+                if other != suspect:
+                    self._touch(i, other, WHY_DISPLACED, cause)
 
     def _count(self, before: Optional[list], after: Optional[list]) -> None:
         """Keep "stats" ([suspects tracked, {list: suspects eligible}]) up to date."""
@@ -390,6 +405,7 @@ class Ledger:
                 cause = self._clock_cause(cause)
             out.append(CandidateUpdate(suspect, member, summary, why, cause, name))
         dirty.clear()
+        self._rechecks[i].clear()
 
     def _clock_cause(self, as_of: int) -> str:
         last, cause = self._clock_iso

@@ -45,6 +45,7 @@ class Ranker:
         self.name = name
         self._book: Optional[TopBook] = None
         self._touched: dict = {}  # suspect -> (why, cause, summary) since the last flush
+        self._rechecks: set = set()  # touched only to be compared after a restart: a change names the cause
 
     @property
     def as_of(self) -> int:
@@ -66,11 +67,11 @@ class Ranker:
         replaying the input touches only the replayed suspects, so the rest of
         the difference is found here (O(N), once per restart).
         """
-        cause = "clock:" + us_to_iso(self.as_of)
-        for key, _ in self.store.scan("m:"):
-            self._touched.setdefault(key[2:], (WHY_DISPLACED, cause, self.candidate(key[2:])))
-        for suspect in self._book.members():
-            self._touched.setdefault(suspect, (WHY_DISPLACED, cause, self.candidate(suspect)))
+        cause = "clock:" + us_to_iso(self.as_of)  # unless a candidate names a better one before the flush
+        for suspect in [key[2:] for key, _ in self.store.scan("m:")] + self._book.members():
+            if suspect not in self._touched:
+                self._touched[suspect] = (WHY_DISPLACED, cause, self.candidate(suspect))
+                self._rechecks.add(suspect)
 
     def candidate(self, suspect: str) -> Optional[Summary]:
         v = self.store.get("c:" + suspect)
@@ -99,6 +100,7 @@ class Ranker:
             self.store["clock"] = as_of
 
     def apply(self, update: CandidateUpdate) -> None:
+        book = self.book  # built (after a restart) before the store changes: the change is then a move in it
         suspect = update.suspect
         if update.candidate:
             self.store["c:" + suspect] = list(update.summary)
@@ -108,10 +110,12 @@ class Ranker:
                 del self.store["c:" + suspect]
             key = None
         self._touched[suspect] = (update.why, update.cause, update.summary)
-        entered, exited = self.book.update(suspect, key)
+        self._rechecks.discard(suspect)
+        entered, exited = book.update(suspect, key)
         for other in entered + exited:
-            if other not in self._touched:
+            if other not in self._touched or other in self._rechecks:
                 self._touched[other] = (WHY_DISPLACED, update.cause, self.candidate(other))
+                self._rechecks.discard(other)
 
     def apply_many(self, updates) -> None:
         for update in updates:
@@ -146,6 +150,7 @@ class Ranker:
                 store["h:" + suspect] = [as_of_us, reason, summary.score]
                 exits.append(self._event("ranking.exited", suspect, summary, as_of, cause, reason=reason))
         self._touched.clear()
+        self._rechecks.clear()
         entries.sort()
         updates.sort()
         return (exits + [self._event("ranking.entered", s, summ, as_of, cause, rank=rank)

@@ -107,8 +107,12 @@ class Register:
         """The id his record lives under now (merges followed)."""
         return resolve(self.store, suspect)
 
-    def _allegation(self, rec: list) -> Allegation:
+    def _allegation(self, rec: list) -> Optional[Allegation]:
+        """What the report makes of each of its suspects' allegations; None (it counts for nothing) when its
+        offence code is not in the harm table any more (a worker restarted with another table)."""
         entry = self.harm.get(rec[_CODE])
+        if entry is None:
+            return None
         victims = rec[_VICTIMS]
         flag = rec[_FLAG]
         if len(victims) == 1:  # the common case
@@ -118,6 +122,18 @@ class Register:
         vawg = flag if flag is not None else (entry.vawg and "F" in [v[1] for v in victims])
         return _tuple_new(Allegation, (rec[_CODE], entry.days_cents, vawg, rec[_RECORDED],
                                        tuple([v[0] for v in victims])))
+
+    def rescore(self, cause: str, at: int) -> list:
+        """Every allegation of this partition's live reports, as the harm table now scores it (SPEC §9: a
+        changed table); absolute facts, so the ledger moves only what changed, with `cause`."""
+        updates = []
+        for key, rec in self.store.scan("r:"):
+            if rec[_CANCELLED]:
+                continue
+            allegation = self._allegation(rec)
+            updates.extend(_tuple_new(AllegationUpdate, (s, key[2:], allegation, WHY_CORRECTED, cause, at))
+                           for s in rec[_SUSPECTS])
+        return updates
 
     # -- writing -----------------------------------------------------------------
 

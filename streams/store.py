@@ -31,7 +31,7 @@ class DictStore(dict):
     def commit(self) -> None:
         pass
 
-    def discard(self) -> None:
+    def discard_changes(self) -> None:
         raise RuntimeError("a DictStore cannot take back a write: use a WriteBackStore")
 
     def scan(self, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -47,7 +47,7 @@ _GONE = object()
 
 class WriteBackStore:
     """A Store over a dict of encoded values, with the worker's write-back: a batch's changes are held
-    until `commit()` and dropped by `discard()`, as a crash before the write would drop them.
+    until `commit()` and dropped by `discard_changes()`, as a crash before the write would drop them.
 
     Values are kept as JSON bytes, as RocksDB keeps them, so a value the core
     changes in place is the cache's copy, never the committed one.
@@ -92,7 +92,7 @@ class WriteBackStore:
                 self.db[key] = orjson.dumps(value)
         self._cache.clear()
 
-    def discard(self) -> None:
+    def discard_changes(self) -> None:
         self._cache.clear()
 
 

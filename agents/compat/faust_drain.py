@@ -5,17 +5,17 @@ Faust's consumer hands each fetched message to its conductor with
 (faust-streaming 0.15.3, `Consumer._drain_messages`). `wait_first` wraps both
 in tasks, adds two more for the service's stopped/crashed events and waits on
 all four: several event-loop turns for every message. In a worker whose loop
-is also busy with its stages, each turn waits for the others, and the topics
-between our stages were delivered at a few hundred messages a second:
-measured at 500 input events/s, envelopes waited 250-600 ms (mean) between
-being sent and reaching their agent, although no loop turn took more than
-30 ms, while a Faust app doing nothing else delivered the same rate in 15 ms.
+is also busy with its stages, each turn waits for the others, and envelopes
+between stages wait hundreds of milliseconds to reach their agent
+(docs/PERFORMANCE.md).
 
 `install()` replaces the drain with the same loop that delivers a message
 directly (`await callback(message)`) when the flow is not suspended, and
-skips it, as Faust's race would, when it is: a rebalance sets `suspend_flow`,
-the message is not delivered and Faust's own seek after the rebalance reads
-it again. The one behaviour given up: a delivery that is already blocked
+skips it when it is: a rebalance sets `suspend_flow`, the message is not
+delivered, and unlike Faust's race it is not marked read either, so Faust's
+seek to the committed offsets after the rebalance reads it again rather than
+dropping it as read (the stages also refuse a batch that skips offsets:
+`streams.stages.base.skipped`). The one behaviour given up: a delivery that is already blocked
 (its stream's buffer full) is no longer abandoned when a rebalance starts; it
 completes once the agent takes from the buffer, which our agents always do.
 """
@@ -74,8 +74,11 @@ async def _drain_messages(self: Any, fetcher: Any) -> None:  # pragma: no cover 
                             if self._n_acked >= commit_every:
                                 self._n_acked = 0
                                 await self.commit()
-                        if not suspended():
-                            await callback(message)
+                        if suspended():
+                            # Not delivered: the read offset stays, so the seek to the committed offsets
+                            # after the rebalance does not find it marked read and drop it.
+                            continue
+                        await callback(message)
                         set_read_offset(tp, offset)
                 unset_flag(CONSUMER_FETCHING)
     except self.consumer_stopped_errors:

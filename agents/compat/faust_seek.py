@@ -7,9 +7,9 @@ partition's position past them. Faust counts on `perform_seek` (seek to the
 committed offsets) to read them again, and aiokafka's `seek_to_committed`
 seeks only to a committed offset above 0. A partition with no committed
 offset yet keeps the position the dropped fetch left it at, and what it held
-is never read: measured, a worker killed before its first commit (every 10 s)
-and restarted lost a stage's input in about one run in three (its ledger read
-from offset 1 or 2, the end of the partition at the restart).
+is never read: a worker killed before its first commit and restarted can
+lose a stage's input (its ledger read from the end of the partition; the
+end-to-end kill tests found it, docs/PERFORMANCE.md).
 
 `install(topics)` makes `perform_seek` also seek every assigned partition of
 `topics` with no committed offset above 0 to its earliest offset. Each stage

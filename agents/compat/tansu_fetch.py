@@ -3,23 +3,17 @@
 A Kafka broker answers a fetch as soon as `fetch.min.bytes` (1) of new data is
 there, and holds an empty one for at most `fetch.max.wait.ms`. The local broker
 (tansu 0.6, memory engine) holds every fetch that finds nothing for the whole
-wait, even when records arrive meanwhile: measured with aiokafka, a record
-produced into an idle partition reaches the consumer after 1,465 ms with a
-1,500 ms wait, 465 ms with 500, 65 ms with 100 and 7.5 ms with 20 (the produce
-itself is acknowledged in 1.4 ms). Faust hard-codes 1,500 ms in its worker
-consumer, and every stage hop of the worker is a fetch, so at a steady
-500 events/s the ranking events trailed their reports by seconds.
+wait, even when records arrive meanwhile, so a record produced into an idle
+partition waits out the fetch wait. Faust hard-codes 1,500 ms in its worker
+consumer, and every stage hop of the worker is a fetch, so each hop could take
+up to 1.5 s.
 
 `install_fetch_wait(ms)` makes Faust's worker consumer use a short wait. The
-price is polling: an idle worker asks for data `1000 / ms` times a
-second (measured idle, worker + broker: 36 % of one core at 10 ms, 2 % at
-Faust's 1,500 ms), and the polling slows a bulk replay (a 100,000-event
-backlog, worker and broker on 2 cores: 56,000 consumed in 70 s at 10 ms,
-95,000 in 80 s at 100 ms, 100,000 in 80 s at 1,500 ms). The wait is a trade
-of latency (each hop waits up to `ms`) for CPU; `HARMRANK_TANSU_FETCH_WAIT_MS`
-sets it (100 suits replaying a large backlog). It is used
-only with the local tansu: against a real Kafka cluster the 1,500 ms wait
-costs no latency and stays.
+price is polling: an idle worker asks for data `1000 / ms` times a second,
+which costs CPU and slows a bulk replay (docs/PERFORMANCE.md). The wait trades
+latency (each hop waits up to `ms`) for CPU; `HARMRANK_TANSU_FETCH_WAIT_MS`
+sets it (100 suits replaying a large backlog). It is used only with the local
+tansu: a real Kafka cluster answers as soon as data arrives, and Faust's wait stays.
 """
 from __future__ import annotations
 

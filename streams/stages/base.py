@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 from ..envelope import Outbox
 from ..store import Store
@@ -35,7 +35,7 @@ class Work:
     """What a stage made of a batch: what to send, which stores to write once it is sent, what to count.
 
     `tally` counts by tuple: ("consumed", type, outcome), ("dead_letter", reason),
-    ("merge_forwarded",), ("output", type, reason or ""); the adapter turns it into metrics.
+    ("merge_forwarded",), ("output", type, reason or "", list); the adapter turns it into metrics.
     """
 
     outbox: Outbox = field(default_factory=Outbox)
@@ -59,6 +59,25 @@ def unapplied(store: Store, messages: list) -> list:
     if fresh:
         store[OFFSET_KEY] = fresh[-1].offset
     return fresh
+
+
+def skipped(messages: list, applied: Callable[[int], Optional[int]]) -> dict:
+    """partition -> the offset its batch should have begun at, for each partition whose batch begins past
+    the message after the last one its state includes (`applied(partition)`).
+
+    The stage topics have no gaps (no compaction, no transactions), so such a batch means the transport
+    lost messages on the way (Faust, after a rebalance, can mark offsets read that it never delivered):
+    the batch is not worked, and its partitions are read again from where their state ends.
+    """
+    firsts: dict = {}
+    for m in messages:
+        firsts.setdefault(m.partition, m.offset)
+    out = {}
+    for partition, first in firsts.items():
+        last = applied(partition)
+        if last is not None and first > last + 1:
+            out[partition] = last + 1
+    return out
 
 
 def by_partition(messages: list) -> dict:

@@ -21,7 +21,7 @@ from ..envelope import open_envelope
 from ..ledger import Ledger
 from ..messages import allegation_update_from_json, candidate_update_to_json
 from ..store import Store
-from .base import CANDIDATES, LEDGER, REGISTER, Work, by_partition, unapplied
+from .base import CANDIDATES, LEDGER, OFFSET_KEY, REGISTER, Work, by_partition, unapplied
 
 #: A ledger partition keeps its best BOOK_CAPACITY_FACTOR x N suspects of each list in memory.
 BOOK_CAPACITY_FACTOR = 10
@@ -82,6 +82,10 @@ class LedgerStage:
             if pending is not None:
                 _put(work, *pending)
         return work
+
+    def applied_offset(self, partition: int) -> Optional[int]:
+        """The offset of the last input message partition's state includes (None: none yet)."""
+        return self.ledger(partition).store.get(OFFSET_KEY)
 
     def failed(self, work: Work) -> None:
         """A batch's work was not sent: its partitions' in-memory books may be ahead of their stores."""

@@ -25,7 +25,7 @@ from ..envelope import open_envelope
 from ..messages import candidate_update_from_json
 from ..ranker import Ranker
 from ..store import PrefixedStore, Store
-from .base import OUTPUT, Work, unapplied
+from .base import OFFSET_KEY, OUTPUT, Work, unapplied
 
 
 #: In the ranker's store: the ranking events of the last batch, sent again by `recover`.
@@ -91,7 +91,7 @@ class RankerStage:
             del store[PENDING_KEY]
         for event in events:
             work.outbox.send(OUTPUT, event["suspect_id"].encode(), orjson.dumps(event))
-            work.tally["output", event["type"], event.get("reason", "")] += 1
+            work.tally["output", event["type"], event.get("reason", ""), event["list"]] += 1
         return work
 
     def recover(self) -> Work:
@@ -100,6 +100,10 @@ class RankerStage:
         for event in self.store.get(PENDING_KEY) or []:
             work.outbox.send(OUTPUT, event["suspect_id"].encode(), orjson.dumps(event))
         return work
+
+    def applied_offset(self, partition: int) -> Optional[int]:
+        """The offset of the last input message the ranker's state includes (None: none yet)."""
+        return self.store.get(OFFSET_KEY)
 
     def failed(self, work: Work) -> None:
         self._rankers = None

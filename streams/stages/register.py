@@ -18,17 +18,20 @@ from ..messages import allegation_update_to_json
 from ..partitioning import partition_for
 from ..register import ACCEPTED, CLOCK_KEY, DUPLICATE, Register
 from ..store import Store
-from .base import DLQ, LEDGER, Work, by_partition, unapplied
+from .base import DLQ, LEDGER, OFFSET_KEY, Work, by_partition, unapplied
 from .intake import letter
+
+#: In each register partition's store: the fingerprint of the harm table and lists its state was scored with.
+FINGERPRINT_KEY = "fp"
 
 
 
 class Ticks:
     """The register's clock ticks to every ledger partition: at most one per `interval`, none lost.
 
-    Ticking every ledger partition after every batch made most of the traffic
-    between stages at a few hundred events/s, so the register ticks at most
-    every `interval` and a timer sends what is left (`force`). Each register
+    A tick after every batch would be most of the traffic between stages at a
+    low input rate, so the register ticks at most every `interval` and a timer
+    sends what is left (`force`). Each register
     partition keeps the newest event time it applied in its store, with its
     state, and a restart or a new owner ticks it again (`primed` is False until
     then), so a crash loses no tick.
@@ -57,9 +60,10 @@ class Ticks:
 
 class RegisterStage:
     def __init__(self, harm, partitions: int, stores: Callable[[int], Store], tick_interval: float,
-                 retention_days: Optional[int] = None):
+                 retention_days: Optional[int] = None, fingerprint: Optional[str] = None):
         self.harm = harm
         self.retention_days = retention_days
+        self.fingerprint = fingerprint  # of the harm table and lists the state is to be scored with
         self.partitions = partitions
         self.stores = stores
         self.ticks = Ticks(tick_interval)
@@ -70,6 +74,8 @@ class RegisterStage:
         for partition, group in by_partition(messages).items():
             store = self.stores(partition)
             work.stores.append(store)
+            if self.fingerprint is not None and store.get(FINGERPRINT_KEY) is None:
+                store[FINGERPRINT_KEY] = self.fingerprint
             newest = self._apply(partition, store, unapplied(store, group), work)
             self.ticks.later(newest)
         self.tick(work, now)
@@ -110,11 +116,36 @@ class RegisterStage:
             for p in range(self.partitions):
                 work.outbox.clock(LEDGER, p, tick)
 
+    def rescore(self, partitions) -> Work:
+        """After an assignment: every allegation of a partition whose state was scored with other files
+        (another fingerprint), scored again, with cause `rescore:<first 12 hex>`; the fingerprint is kept
+        with the state, so the work is done once (again after a crash before the write: it is idempotent)."""
+        work = Work()
+        if self.fingerprint is None:
+            return work
+        cause = "rescore:" + self.fingerprint[:12]
+        for p in partitions:
+            store = self.stores(p)
+            known = store.get(FINGERPRINT_KEY)
+            if known == self.fingerprint or (known is None and next(store.scan("r:"), None) is None):
+                continue  # scored with these files, or nothing to score (its first batch keeps the fingerprint)
+            register = Register(store, self.harm, self.retention_days)
+            for u in register.rescore(cause, store.get(CLOCK_KEY, 0)):
+                work.outbox.add(LEDGER, partition_for(u.suspect, self.partitions), allegation_update_to_json(u))
+            store[FINGERPRINT_KEY] = self.fingerprint
+            work.stores.append(store)
+            work.partitions.append(p)
+        return work
+
     def prime(self, partitions) -> None:
         """After an assignment: tick again the clocks the newly held partitions keep."""
         for p in partitions:
             self.ticks.later(self.stores(p).get(CLOCK_KEY))
         self.ticks.primed = True
+
+    def applied_offset(self, partition: int) -> Optional[int]:
+        """The offset of the last input message partition's state includes (None: none yet)."""
+        return self.stores(partition).get(OFFSET_KEY)
 
     def failed(self, work: Work) -> None:
         """A batch's work was not sent: its tick stays pending."""

@@ -13,7 +13,7 @@ from html.parser import HTMLParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from agents.commands import briefing as B
 from tests.agents.briefing_sample import ODD_IDS, sample_briefing
@@ -175,6 +175,7 @@ def test_html_escapes_a_hostile_value_into_text():
 
 @settings(deadline=None, max_examples=200)
 @given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
+@example("0", "\u2028")  # a line separator: a line break to str.splitlines()
 def test_any_id_and_reason_come_out_as_text(suspect_id, reason):
     briefing = sample_briefing(members=2, exits=1, list_name="x")
     briefing["members"][1]["suspect_id"] = suspect_id

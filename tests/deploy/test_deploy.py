@@ -23,7 +23,7 @@ KNOWN_SETTINGS = {
 }
 ALERTS = {
     "HarmrankWorkerDown", "HarmrankLagGrowing", "HarmrankDeadLettersSpiking",
-    "HarmrankClockStalled", "HarmrankNotReady",
+    "HarmrankClockStalled", "HarmrankNotReady", "HarmrankStageFailing", "HarmrankAuditFailing",
 }
 
 YAML_FILES = sorted(p for p in DEPLOY.rglob("*") if p.suffix in (".yml", ".yaml"))

@@ -29,13 +29,14 @@ READY_TIMEOUT = 90.0
 INPUT_TOPIC = "crime-reports"
 OUTPUT_TOPIC = "harm-ranking"
 DLQ_TOPIC = "crime-reports.dlq"
+FAULTS_DIR = REPO / "tests" / "faults"  # its sitecustomize.py injects the faults a test asks for
 
 
 # -- environment ------------------------------------------------------------------------
 
 def clean_env(**settings: object) -> dict:
-    """os.environ without any HARMRANK_* variable, plus ``settings`` as HARMRANK_<NAME>."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HARMRANK_")}
+    """os.environ without any HARMRANK_* (or TEST_FAULT_*) variable, plus ``settings`` as HARMRANK_<NAME>."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARMRANK_", "TEST_FAULT_"))}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for name, value in settings.items():
@@ -143,7 +144,10 @@ def read_topic(broker, topic: str, expected: int = 0, quiet: float = 2.0, timeou
 # -- the worker -------------------------------------------------------------------------
 
 class Worker:
-    """A `harmrank worker` subprocess with its own data dir and web port."""
+    """A `harmrank worker` subprocess with its own data dir and web port.
+
+    `faults` (environment variables, see tests/faults/sitecustomize.py) puts the test's
+    fault injection on the subprocess's PYTHONPATH; change or clear it between starts."""
 
     def __init__(self, broker, data_dir: Path, log_dir: Path, name: str = "worker", **settings):
         from agents.local_broker import free_port
@@ -152,6 +156,7 @@ class Worker:
         self.data_dir = Path(data_dir)
         self.port = int(settings.pop("web_port", None) or free_port())
         self.token = settings.pop("api_token", TOKEN)
+        self.faults: dict = settings.pop("faults", None) or {}
         self.settings = {"clock": "event", "partitions": 4, **settings}
         self.log_dir = Path(log_dir)
         self.name = name
@@ -171,6 +176,9 @@ class Worker:
         self._log_fh = open(log, "wb")
         env = clean_env(broker=self.broker.url, data_dir=self.data_dir, web_port=self.port,
                         web_host="127.0.0.1", api_token=self.token, **self.settings)
+        if self.faults:
+            env["PYTHONPATH"] = str(FAULTS_DIR) + os.pathsep + env["PYTHONPATH"]
+            env.update({name: str(value) for name, value in self.faults.items()})
         self.proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], env=env, cwd=str(REPO),
                                      stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True)
         return self
@@ -233,6 +241,17 @@ class Worker:
         pytest.fail(f"/ranking never equalled `harmrank rank` within {timeout:g} s:\n"
                     f"{ranking_diff(expected, (last or {}).get('entries') or [])}\n"
                     f"as_of={None if last is None else last.get('as_of')}\nworker log:\n{self.log_tail(2000)}")
+
+    def wait_until(self, condition, what: str, timeout: float = 90.0) -> None:
+        """Poll `condition()` until it is true; fail naming `what` (and the log) if it never is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                pytest.fail(f"worker died (code {self.proc.returncode}) waiting for {what}:\n{self.log_tail()}")
+            if condition():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"never happened within {timeout:g} s: {what}\n{self.log_tail(2000)}")
 
     def kill9(self) -> None:
         if self.alive():
