@@ -43,8 +43,6 @@ from .stage_runner import Health, StageRunner
 
 log = logging.getLogger("harmrank")
 
-DEFAULT_LIST = "vawg"  # the one list of a worker without a lists file (SPEC §7)
-
 REGISTER_TOPIC = "harmrank-register"
 LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
@@ -178,8 +176,9 @@ def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
     def ledger_done(work: Work) -> None:
         tracked, eligible = rt.ledger.stats()
         metrics.SUSPECTS_TRACKED.set(tracked)
-        metrics.SUSPECTS_ELIGIBLE.set(eligible)
-        metrics.LIST_ELIGIBLE.labels(list=DEFAULT_LIST).set(eligible)
+        metrics.SUSPECTS_ELIGIBLE.set(eligible)  # the default list's
+        for spec in rt.settings.list_specs:
+            metrics.LIST_ELIGIBLE.labels(list=spec.name).set(rt.ledger.stats(spec.name)[1])
 
     def ranker_done(work: Work) -> None:
         rt.ranker_held = True
@@ -342,7 +341,7 @@ def count(tally: Counter) -> None:
         elif kind == "merge_forwarded":
             metrics.MERGES_FORWARDED.inc(n)
         elif kind == "output":
-            name = key[3] if len(key) > 3 else DEFAULT_LIST
+            name = key[3]
             metrics.OUTPUT_EVENTS.labels(type=key[1]).inc(n)
             if key[1] == "ranking.entered":
                 metrics.RANKING_ENTRIES.inc(n)
@@ -361,9 +360,10 @@ def _canonical_url(settings: Settings) -> str:
 
 
 def _ranker_gauges(stage: RankerStage) -> None:
-    ranker = stage.ranker
+    for name, each in stage.rankers.items():
+        metrics.LIST_MEMBERS.labels(list=name).set(len(each.book.members()))
+    ranker = stage.ranker  # the default list's, for the gauges without a list label
     metrics.RANKING_MEMBERS.set(len(ranker.book.members()))
-    metrics.LIST_MEMBERS.labels(list=DEFAULT_LIST).set(len(ranker.book.members()))
     threshold = ranker.threshold()
     metrics.THRESHOLD_SCORE.set(threshold.score / 100 if threshold else 0)
     metrics.CLOCK_AS_OF.set(ranker.as_of / US_PER_SECOND)

@@ -97,7 +97,7 @@ def _run(settings: Settings, harm, loglevel: str) -> None:
     from ..topology import build_app
     from ..web import install_views
 
-    metrics.prime()
+    metrics.prime(tuple(spec.name for spec in settings.list_specs))
     app, rt = build_app(settings, harm)
     install_views(app, rt)
 

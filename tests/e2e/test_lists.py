@@ -72,6 +72,35 @@ def test_a_worker_with_a_lists_file_agrees_with_rank_list(own_broker, workers, t
         for row in expected[spec.name]:
             assert newest[row["suspect_id"]] == (row["score"], row["allegations"], row["victims"]), (spec.name, row)
     assert any(e["type"] == "ranking.updated" for e in events)
+    _the_api_answers_every_list(worker, specs, expected, tmp_path)
+
+
+def _the_api_answers_every_list(worker, specs, expected: dict, tmp_path) -> None:
+    """/lists, /ranking?list=, /suspects/{id} per list and /briefing?list=, and `harmrank briefing` (SPEC §6, §8)."""
+    lists = worker.get_json("/lists")
+    assert [x["name"] for x in lists["lists"]] == [s.name for s in specs] and lists["default"] == "assault"
+    assert [x["top_n"] for x in lists["lists"]] == [s.top_n for s in specs]
+    for spec in specs:
+        ranking = worker.get_json(f"/ranking?list={spec.name}")
+        assert (ranking["list"], ranking["entries"]) == (spec.name, expected[spec.name])
+    assert worker.get("/ranking?list=nope", token=worker.token)[0] == 404
+    top = expected["vawg"][0]
+    doc = worker.get_json(f"/suspects/{top['suspect_id']}")
+    vawg = next(s for s in doc["lists"] if s["list"] == "vawg")
+    assert (vawg["rank"], vawg["score"], vawg["allegations"], vawg["eligible"]) == (1, top["score"],
+                                                                                     top["allegations"], True)
+    assert all(set(row["lists"]) <= {s.name for s in specs} for row in doc["allegations"] + doc["linked_offences"])
+    for spec in specs:
+        body = worker.get_json(f"/briefing?list={spec.name}&since=2000-01-01T00:00:00Z")
+        assert body["list"] == spec.name and body["counts"]["members"] == len(expected[spec.name])
+        assert [m["suspect_id"] for m in body["members"]] == [r["suspect_id"] for r in expected[spec.name]]
+        assert all(m["new"] and m["entered_at"] for m in body["members"])
+        assert body["counts"]["eligible"] >= body["counts"]["members"]
+    assert worker.get("/briefing?since=yesterday", token=worker.token)[0] == 400
+    env = clean_env(web_host="127.0.0.1", web_port=worker.port, api_token=worker.token)
+    proc = run_cli(["briefing", "--list", "rising", "--format", "md"], env)
+    assert proc.returncode == 0, proc.stderr.decode(errors="replace")
+    assert all(r["suspect_id"] in proc.stdout.decode() for r in expected["rising"])
 
 
 def _rank_list(feed, lists_file, name: str) -> list:
