@@ -165,11 +165,12 @@ def merged_metrics(texts: Mapping[int, str]) -> bytes:
 class Supervisor:
     """Starts the children, keeps them running, serves the public port; `run()` until a signal."""
 
-    def __init__(self, settings: Settings, processes: int, argv: list, environ: Mapping[str, str]):
+    def __init__(self, settings: Settings, processes: int, argv: list, environ: Mapping[str, str],
+                 command: Optional[list] = None):
         from .local_broker import free_port
 
         self.settings = settings
-        self.argv = argv  # the child's arguments after `harmrank worker`
+        self.command = [*(command or [sys.executable, "-m", "agents.cli", "worker"]), *argv]
         self.environ = environ
         any_address = settings.web_host in ("0.0.0.0", "::", "")
         host = "127.0.0.1" if any_address else settings.web_host
@@ -184,7 +185,7 @@ class Supervisor:
     async def start(self, child: Child) -> None:
         env = child_env(child_settings(self.settings, child.index, child.port), self.environ)
         child.proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agents.cli", "worker", *self.argv, env=env,
+            *self.command, env=env,
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         child.started = time.monotonic()
         child.ready = child.healthy = False
