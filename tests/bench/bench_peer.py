@@ -15,7 +15,7 @@ simpler window (each suspect's own newest report, no global clock) and harmrank'
 newest event, moved on by the wall clock) count the same allegations, and both final
 rankings must equal ``harmrank rank FILE --json``. ``--feed`` takes such a file instead.
 
-Each system runs on a FRESH local tansu broker (``agents.broker.LocalBroker``) whose
+Each system runs on a FRESH local tansu broker (``agents.local_broker.LocalBroker``) whose
 ``crime-reports`` (``--partitions``, keyed by crime_ref) has been filled whole by
 ``harmrank publish`` before the system is launched:
 
@@ -117,7 +117,7 @@ def cpu_seconds(children: list) -> float:
 
 def fresh_broker(feed: Path, partitions: int, tmp: Path):
     """A new tansu broker whose crime-reports holds the whole feed."""
-    from agents.broker import ensure_topics
+    from agents.kafka_admin import ensure_topics
 
     broker = bs.start_broker()
     try:
@@ -153,7 +153,7 @@ def wait_final(entries: Callable[[], Optional[list]], expected: list, children: 
 def launch_harmrank(broker, tmp: Path, processes: Optional[int] = None) -> tuple[list, Callable]:
     """One ``harmrank worker`` as the README runs it (``processes``: its HARMRANK_PROCESSES, None for the
     default); (its children, a reader of /ranking's entries)."""
-    from agents.broker import free_port
+    from agents.local_broker import free_port
 
     port, token = free_port(), secrets.token_hex(16)
     env = bs.clean_env(broker=broker.url, data_dir=tmp / "harmrank-data", web_port=port, api_token=token,
@@ -170,7 +170,7 @@ def launch_harmrank(broker, tmp: Path, processes: Optional[int] = None) -> tuple
 
 def launch_peer(broker, tmp: Path) -> tuple[list, Callable]:
     """The two processes of tests/bench/peer_quix.py; (its children, a reader of /top)."""
-    from agents.broker import free_port
+    from agents.local_broker import free_port
 
     port = free_port()
     env = bs.clean_env()
