@@ -173,8 +173,9 @@ class Supervisor:
         self.command = [*(command or [sys.executable, "-m", "agents.cli", "worker"]), *argv]
         self.environ = environ
         any_address = settings.web_host in ("0.0.0.0", "::", "")
-        host = "127.0.0.1" if any_address else settings.web_host
-        self.children = [Child(i, Path(settings.data_dir) / f"p{i}", free_port(host)) for i in range(processes)]
+        self.child_host = "127.0.0.1" if any_address else settings.web_host  # where the children answer
+        self.children = [Child(i, Path(settings.data_dir) / f"p{i}", free_port(self.child_host))
+                         for i in range(processes)]
         self.stopping = asyncio.Event()
         self.exit_code = 0
         self.http = None  # aiohttp.ClientSession, made inside the loop
@@ -254,7 +255,7 @@ class Supervisor:
         import aiohttp
 
         try:
-            async with self.http.get(f"http://127.0.0.1:{child.port}{path}") as r:
+            async with self.http.get(f"http://{self.child_host}:{child.port}{path}") as r:
                 return r.status, await r.read()
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
             return 0, b""
@@ -325,7 +326,7 @@ class Supervisor:
         headers = {h: request.headers[h] for h in PASSED_HEADERS if h in request.headers}
         body = await request.read()
         for child in order:
-            url = f"http://127.0.0.1:{child.port}{request.rel_url}"
+            url = f"http://{self.child_host}:{child.port}{request.rel_url}"
             try:
                 async with self.http.request(request.method, url, headers=headers, data=body or None) as r:
                     return web.Response(body=await r.read(), status=r.status,
