@@ -115,6 +115,17 @@ def cpu_seconds(children: list) -> float:
     return sum(bs.proc_status(pid).get("cpu", 0.0) for c in children for pid in group_pids(c.pid))
 
 
+class GroupCpuMeter(bs.CpuMeter):
+    """bs.CpuMeter counting the children's whole process groups as ours (a supervisor's workers too)."""
+
+    def __init__(self, children: list, broker_pid: int):
+        self.children = children
+        super().__init__([broker_pid])
+
+    def _ours(self) -> float:
+        return super()._ours() + cpu_seconds(self.children)
+
+
 def fresh_broker(feed: Path, partitions: int, tmp: Path):
     """A new tansu broker whose crime-reports holds the whole feed."""
     from agents.kafka_admin import ensure_topics
@@ -198,7 +209,7 @@ def run_system(name: str, launch: Callable, feed: Path, reports: int, expected: 
     try:
         t0 = time.time()
         children, entries = launch(broker, tmp)
-        cpu = bs.CpuMeter([c.pid for c in children] + [broker.pid])  # "other processes": not ours
+        cpu = GroupCpuMeter(children, broker.pid)  # "other processes": not ours
         t_final, last = wait_final(entries, expected, children, timeout=args.timeout)
         rss, cpu_s = peak_rss(children), cpu_seconds(children)
         if t_final is None:
