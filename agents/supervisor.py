@@ -174,8 +174,12 @@ class Supervisor:
         self.environ = environ
         any_address = settings.web_host in ("0.0.0.0", "::", "")
         self.child_host = "127.0.0.1" if any_address else settings.web_host  # where the children answer
-        self.children = [Child(i, Path(settings.data_dir) / f"p{i}", free_port(self.child_host))
-                         for i in range(processes)]
+        ports: list = []
+        while len(ports) < processes:  # free now, and none of them the public port (bound later)
+            port = free_port(self.child_host)
+            if port != settings.web_port and port not in ports:
+                ports.append(port)
+        self.children = [Child(i, Path(settings.data_dir) / f"p{i}", port) for i, port in enumerate(ports)]
         self.stopping = asyncio.Event()
         self.exit_code = 0
         self.http = None  # aiohttp.ClientSession, made inside the loop
