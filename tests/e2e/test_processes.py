@@ -43,13 +43,30 @@ def _metric(worker, name: str) -> dict:
             for fam in text_string_to_metric_families(body.decode()) for s in fam.samples if s.name == name}
 
 
-def test_two_processes_rank_as_the_batch_and_survive_a_kill_minus_9(own_broker, workers, tmp_path):
+def _kill_a_child(worker, pid: int, feed, broker) -> list:
+    """kill -9 one child, in the middle of the work; publish `feed` while it is down; wait for it back.
+
+    Returns the children's pids after the restart."""
+    before = worker.child_pids()
+    restarts = _metric(worker, "harmrank_child_restarts_total")[()]
+    os.kill(pid, signal.SIGKILL)
+    _wait(lambda: worker.get("/readyz")[0] == 503, "/readyz 503 while a child is down", worker, timeout=10)
+    assert worker.get("/healthz")[0] == 503
+    publish_file(broker, feed)
+    _wait(lambda: _metric(worker, "harmrank_child_restarts_total") == {(): restarts + 1}, "the restart counted",
+          worker)
+    after = _wait(lambda: len(worker.child_pids()) == 2 and worker.child_pids(), "the child back", worker)
+    assert pid not in after and set(before) - {pid} <= set(after)
+    worker.wait_ready(timeout=120)
+    return after
+
+
+def test_two_processes_rank_as_the_batch_and_survive_a_kill_minus_9_of_each(own_broker, workers, tmp_path):
     events = list(generate(seed=909, events=FEED_EVENTS, invalid_rate=0.005))
-    half = len(events) // 2
-    first = write_feed(tmp_path / "first.jsonl", events[:half])
-    second = write_feed(tmp_path / "second.jsonl", events[half:])
-    whole = write_feed(tmp_path / "whole.jsonl", events)
-    expected = batch_rank(whole)
+    third = len(events) // 3
+    parts = [write_feed(tmp_path / f"part{i}.jsonl", events[i * third:(i + 1) * third if i < 2 else None])
+             for i in range(3)]
+    expected = batch_rank(write_feed(tmp_path / "whole.jsonl", events))
 
     worker = workers(own_broker, partitions=4, processes=2).start()
     worker.wait_ready()
@@ -57,23 +74,18 @@ def test_two_processes_rank_as_the_batch_and_survive_a_kill_minus_9(own_broker, 
     assert _metric(worker, "harmrank_processes") == {(): 2.0}
     assert _metric(worker, "harmrank_worker_ready") == {(("process", "0"),): 1.0, (("process", "1"),): 1.0}
     assert sorted(p.name for p in worker.data_dir.iterdir() if p.is_dir()) == ["p0", "p1"]
+    assert worker.get("/ranking")[0] == 401  # the children's token gate answers through the public port
 
-    publish_file(own_broker, first)
+    # Each child in turn (one of them holds the ranker) is killed in the middle of the work.
+    publish_file(own_broker, parts[0])
     _wait(lambda: worker.get_json("/ranking")["entries"], "a ranking under way", worker)
-    victim = children[-1]
-    os.kill(victim, signal.SIGKILL)  # in the middle of the work
-    _wait(lambda: worker.get("/readyz")[0] == 503, "/readyz 503 while a child is down", worker, timeout=10)
-    assert worker.get("/healthz")[0] == 503
-    publish_file(own_broker, second)
+    children = _kill_a_child(worker, children[-1], parts[1], own_broker)
+    _wait(lambda: worker.get_json("/ranking")["entries"], "a ranking after the restart", worker)
+    children = _kill_a_child(worker, children[0], parts[2], own_broker)
 
-    _wait(lambda: _metric(worker, "harmrank_child_restarts_total") == {(): 1.0}, "the restart counted", worker)
-    restarted = _wait(lambda: len(worker.child_pids()) == 2 and worker.child_pids(), "the child back", worker)
-    assert victim not in restarted and set(children) - {victim} <= set(restarted)
-    worker.wait_ready(timeout=120)
     worker.wait_ranking_equals(expected, timeout=120)
     out = wait_membership(own_broker, {r["suspect_id"] for r in expected}, top_n=100, dedup=True)
     assert out
-
     top = expected[0]
     body = worker.get_json(f"/suspects/{top['suspect_id']}")  # passed to a child, which routes to the owner
     assert (body["score"], body["rank"]) == (top["score"], 1)
@@ -82,5 +94,5 @@ def test_two_processes_rank_as_the_batch_and_survive_a_kill_minus_9(own_broker, 
     # SIGTERM stops the children and then the supervisor, cleanly.
     worker.proc.send_signal(signal.SIGTERM)
     assert worker.proc.wait(timeout=60) == 0, worker.log_tail()
-    for pid in restarted:
+    for pid in children:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
