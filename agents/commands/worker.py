@@ -1,12 +1,15 @@
-"""`harmrank worker`: the stream processor (SPEC §5), one process of the consumer group.
+"""`harmrank worker`: the stream processor (SPEC §5), in one process or one per core.
 
 It checks its settings, the harm table and the broker before Faust starts, so a
-mistake is one clear line and a non-zero exit rather than a traceback.
+mistake is one clear line and a non-zero exit rather than a traceback. With
+HARMRANK_PROCESSES (default: one per core) above 1 it runs the supervisor
+(agents/supervisor.py), whose children are this command with HARMRANK_PROCESSES=1.
 """
 from __future__ import annotations
 
 import argparse
 import logging
+import os
 from typing import Optional
 
 from schemas.harm_table import HarmTableError, load_harm_table
@@ -44,6 +47,15 @@ def _named_users(settings: Settings) -> dict:
         raise Fail(f"HARMRANK_API_TOKENS: cannot read {settings.api_tokens}: {exc.strerror}") from None
 
 
+def _processes(args: argparse.Namespace) -> int:
+    from ..supervisor import processes_of
+
+    try:
+        return processes_of(args.__dict__.pop("processes"), os.environ)
+    except ValueError as exc:
+        raise Fail(str(exc)) from None
+
+
 def _broker_ready(settings: Settings) -> str:
     """Check the broker answers, its epoch and the topics (agents/epoch.py); returns the epoch's note."""
     from .. import epoch
@@ -72,8 +84,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     add_common_args(parser)
     parser.add_argument("--loglevel", default="info",
                         help="worker log level (default info; Faust's own chatter is kept at warning)")
+    parser.add_argument("--processes", default=None,
+                        help="worker processes (HARMRANK_PROCESSES; default one per core; 1: this process alone)")
     args = parser.parse_args(argv)
     loglevel = args.__dict__.pop("loglevel")
+    processes = _processes(args)
+    if processes > 1:
+        return _supervise(args, processes, loglevel)
     settings, harm, work_arounds = _checked(args)
     named_users = _named_users(settings)
 
@@ -89,6 +106,30 @@ def main(argv: Optional[list[str]] = None) -> int:
                  ", and the shared token" if settings.api_token else "")
     _run(settings, harm, loglevel)
     return 0
+
+
+def _supervise(args: argparse.Namespace, processes: int, loglevel: str) -> int:
+    """Check what the children would, once; then run them under the supervisor until a signal."""
+    import asyncio
+
+    from ..supervisor import PortTaken, Supervisor, child_settings
+
+    settings = settings_of(args)
+    try:
+        load_harm_table(settings.harm_table)
+    except (HarmTableError, OSError) as exc:
+        raise Fail(str(exc)) from None
+    _named_users(settings)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    supervisor = Supervisor(settings, processes, ["--loglevel", loglevel], os.environ)
+    for child in supervisor.children:  # one at a time: the first writes a new broker's epoch
+        log.info("p%d broker epoch: %s", child.index, _broker_ready(child_settings(settings, child.index, child.port)))
+    log.info("starting %d worker processes", processes)
+    try:
+        return asyncio.run(supervisor.run())
+    except PortTaken as exc:
+        raise Fail(str(exc)) from None
 
 
 def _run(settings: Settings, harm, loglevel: str) -> None:
@@ -117,6 +158,8 @@ def _run(settings: Settings, harm, loglevel: str) -> None:
         rt.ready = ready
         metrics.WORKER_READY.set(1 if ready else 0)
 
+    _stop_without_supervisor(app)
+
     from faust.worker import Worker
 
     from streams.gcpolicy import tune_for_streaming
@@ -125,3 +168,19 @@ def _run(settings: Settings, harm, loglevel: str) -> None:
     worker = Worker(app, loglevel=loglevel, quiet=True, redirect_stdouts=False)
     worker.spinner = None  # no terminal control codes in logs
     worker.execute_from_commandline()
+
+
+def _stop_without_supervisor(app) -> None:
+    """A child of the supervisor stops itself when the supervisor is gone (killed with -9, say)."""
+    from ..supervisor import SUPERVISOR_PID_VAR
+
+    supervisor = os.environ.get(SUPERVISOR_PID_VAR)
+    if not supervisor:
+        return
+
+    @app.timer(interval=1.0)
+    async def orphaned():
+        if str(os.getppid()) != supervisor:
+            log.warning("the supervisor (pid %s) is gone: stopping", supervisor)
+            import signal
+            os.kill(os.getpid(), signal.SIGTERM)

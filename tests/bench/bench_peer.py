@@ -2,6 +2,7 @@
 
     python -m tests.bench.bench_peer [--events 200000] [--suspects 48000] [--partitions 4]
                                      [--feed FILE] [--systems harmrank,peer] [--rounds 1] [--keep]
+                                     [--processes 1,2]
 
 The feed: ``streams.simulate.generate(seed=1, suspects=--suspects, invalid_rate=0)``
 spread over 300 days that end a day before now, of which only the first ``--events``
@@ -14,17 +15,21 @@ simpler window (each suspect's own newest report, no global clock) and harmrank'
 newest event, moved on by the wall clock) count the same allegations, and both final
 rankings must equal ``harmrank rank FILE --json``. ``--feed`` takes such a file instead.
 
-Each system runs on a FRESH local tansu broker (``agents.broker.LocalBroker``) whose
+Each system runs on a FRESH local tansu broker (``agents.local_broker.LocalBroker``) whose
 ``crime-reports`` (``--partitions``, keyed by crime_ref) has been filled whole by
 ``harmrank publish`` before the system is launched:
 
 * harmrank: one ``harmrank worker`` with the README's settings (wall clock) plus a data
   directory, web port and token; final when ``GET /ranking`` equals the batch ranking.
+  ``--processes 1,2`` runs it once per HARMRANK_PROCESSES value given (``harmrank p1``,
+  ``harmrank p2``), side by side on the same feed; without it, the command's default.
 * peer: ``tests/bench/peer_quix.py``, its ``suspects`` and ``top`` processes launched
   together; final when ``GET /top`` equals the batch ranking.
 
 events/s = reports / seconds from launch to final ranking (start-up included, for both).
-Peak RSS is the sum of VmHWM over every process of the system. ``--rounds`` repeats the
+Peak RSS is the sum of VmHWM over every process of the system, CPU s the sum of their
+user and system seconds (the machine is shared: CPU s does not depend on the others' load
+as much as the rate does). ``--rounds`` repeats the
 pair, the order reversed each round, since the machine's load drifts. Nothing is asserted;
 the exit code is 1 when a ranking never became final or a run failed.
 """
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import os
 import secrets
@@ -109,9 +115,20 @@ def cpu_seconds(children: list) -> float:
     return sum(bs.proc_status(pid).get("cpu", 0.0) for c in children for pid in group_pids(c.pid))
 
 
+class GroupCpuMeter(bs.CpuMeter):
+    """bs.CpuMeter counting the children's whole process groups as ours (a supervisor's workers too)."""
+
+    def __init__(self, children: list, broker_pid: int):
+        self.children = children
+        super().__init__([broker_pid])
+
+    def _ours(self) -> float:
+        return super()._ours() + cpu_seconds(self.children)
+
+
 def fresh_broker(feed: Path, partitions: int, tmp: Path):
     """A new tansu broker whose crime-reports holds the whole feed."""
-    from agents.broker import ensure_topics
+    from agents.kafka_admin import ensure_topics
 
     broker = bs.start_broker()
     try:
@@ -144,12 +161,14 @@ def wait_final(entries: Callable[[], Optional[list]], expected: list, children: 
     return None, last
 
 
-def launch_harmrank(broker, tmp: Path) -> tuple[list, Callable]:
-    """One ``harmrank worker`` as the README runs it; (its children, a reader of /ranking's entries)."""
-    from agents.broker import free_port
+def launch_harmrank(broker, tmp: Path, processes: Optional[int] = None) -> tuple[list, Callable]:
+    """One ``harmrank worker`` as the README runs it (``processes``: its HARMRANK_PROCESSES, None for the
+    default); (its children, a reader of /ranking's entries)."""
+    from agents.local_broker import free_port
 
     port, token = free_port(), secrets.token_hex(16)
-    env = bs.clean_env(broker=broker.url, data_dir=tmp / "harmrank-data", web_port=port, api_token=token)
+    env = bs.clean_env(broker=broker.url, data_dir=tmp / "harmrank-data", web_port=port, api_token=token,
+                       processes=processes)
     child = bs.run_cli(["worker"], env, tmp / "harmrank-worker.log")
     worker = bs.HarmrankWorker(child, port, token)
 
@@ -162,7 +181,7 @@ def launch_harmrank(broker, tmp: Path) -> tuple[list, Callable]:
 
 def launch_peer(broker, tmp: Path) -> tuple[list, Callable]:
     """The two processes of tests/bench/peer_quix.py; (its children, a reader of /top)."""
-    from agents.broker import free_port
+    from agents.local_broker import free_port
 
     port = free_port()
     env = bs.clean_env()
@@ -190,7 +209,7 @@ def run_system(name: str, launch: Callable, feed: Path, reports: int, expected: 
     try:
         t0 = time.time()
         children, entries = launch(broker, tmp)
-        cpu = bs.CpuMeter([c.pid for c in children] + [broker.pid])  # "other processes": not ours
+        cpu = GroupCpuMeter(children, broker.pid)  # "other processes": not ours
         t_final, last = wait_final(entries, expected, children, timeout=args.timeout)
         rss, cpu_s = peak_rss(children), cpu_seconds(children)
         if t_final is None:
@@ -217,12 +236,12 @@ def batch_ranking(feed: Path, tmp: Path) -> list:
 
 
 def print_table(results: list, reports: int) -> None:
-    bs.say(f"\n{'round':<6} {'system':<10} {'events/s launch to final ranking':>33} {'seconds':>8} "
+    bs.say(f"\n{'round':<6} {'system':<12} {'events/s launch to final ranking':>33} {'seconds':>8} "
            f"{'peak RSS MiB':>13} {'CPU s':>7}  ranking equals harmrank rank")
     for r in results:
         rate = f"{r['rate']:.0f}" if r["rate"] else "-"
         secs = f"{r['seconds']:.1f}" if r["seconds"] else "-"
-        bs.say(f"{r['round']:<6} {r['system']:<10} {rate:>33} {secs:>8} {r['rss']:>13.0f} {r['cpu']:>7.1f}  "
+        bs.say(f"{r['round']:<6} {r['system']:<12} {rate:>33} {secs:>8} {r['rss']:>13.0f} {r['cpu']:>7.1f}  "
                + ("yes" if r["equal"] else "NO"))
     for r in results:
         bs.say(f"  round {r['round']} {r['system']}: {r['machine']}")
@@ -240,15 +259,23 @@ def main(argv: Optional[list] = None) -> int:
     p.add_argument("--rounds", type=int, default=1, help="runs of each system, the order reversed each round")
     p.add_argument("--timeout", type=float, default=1800.0, help="seconds to wait for a final ranking (default 1800)")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, state)")
+    p.add_argument("--processes", default=None,
+                   help="HARMRANK_PROCESSES values, comma-separated: harmrank runs once with each (default: "
+                        "once, with the command's default of one process per core)")
     args = p.parse_args(argv)
     systems = [s.strip() for s in args.systems.split(",") if s.strip()]
-    if min(args.events, args.suspects, args.partitions, args.rounds) < 1 or not set(systems) <= set(LAUNCHERS):
-        p.error("--events, --suspects, --partitions and --rounds must be positive; "
+    try:
+        counts = [int(n) for n in args.processes.split(",")] if args.processes else []
+    except ValueError:
+        counts = [0]
+    if min(args.events, args.suspects, args.partitions, args.rounds, *counts) < 1 or \
+            not set(systems) <= set(LAUNCHERS):
+        p.error("--events, --suspects, --partitions, --rounds and --processes must be positive; "
                 "--systems lists harmrank and/or peer")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     tmp = Path(tempfile.mkdtemp(prefix="harmrank-peer-"))
     try:
-        return run(args, systems, tmp)
+        return run(args, _systems(systems, counts), tmp)
     except bs.BenchError as exc:
         bs.say(f"FAILED: {exc}")
         return 1
@@ -259,7 +286,19 @@ def main(argv: Optional[list] = None) -> int:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _systems(names: list, counts: list) -> list:
+    """(label, launcher) of each system to run: harmrank once per process count given."""
+    out = []
+    for name in names:
+        if name == "harmrank" and counts:
+            out += [(f"harmrank p{n}", functools.partial(launch_harmrank, processes=n)) for n in counts]
+        else:
+            out.append((name, LAUNCHERS[name]))
+    return out
+
+
 def run(args, systems: list, tmp: Path) -> int:
+    """Run each (label, launcher) of ``systems`` on the feed, ``--rounds`` times; print the table."""
     feed = args.feed or tmp / "feed.jsonl"
     if args.feed is None:
         reports, named = make_feed(feed, args.events, args.suspects)
@@ -270,11 +309,11 @@ def run(args, systems: list, tmp: Path) -> int:
     bs.say(f"harmrank rank: {len(expected)} entries")
     results = []
     for round_no in range(1, args.rounds + 1):
-        for name in (systems if round_no % 2 else systems[::-1]):
+        for name, launch in (systems if round_no % 2 else systems[::-1]):
             bs.say(f"round {round_no}: running {name} ...")
-            run_dir = tmp / f"{name}-{round_no}"
+            run_dir = tmp / f"{name.replace(' ', '-')}-{round_no}"
             run_dir.mkdir()
-            result = run_system(name, LAUNCHERS[name], feed, reports, expected, args, run_dir)
+            result = run_system(name, launch, feed, reports, expected, args, run_dir)
             results.append({"round": round_no, **result})
     print_table(results, reports)
     return 0 if all(r["equal"] for r in results) else 1

@@ -146,8 +146,10 @@ def read_topic(broker, topic: str, expected: int = 0, quiet: float = 2.0, timeou
 class Worker:
     """A `harmrank worker` subprocess with its own data dir and web port.
 
-    `faults` (environment variables, see tests/faults/sitecustomize.py) puts the test's
-    fault injection on the subprocess's PYTHONPATH; change or clear it between starts."""
+    One worker process unless a test sets ``processes``: the suite's workers would
+    otherwise take a process per core each (HARMRANK_PROCESSES' default). `faults`
+    (environment variables, see tests/faults/sitecustomize.py) puts the test's fault
+    injection on the subprocess's PYTHONPATH; change or clear it between starts."""
 
     def __init__(self, broker, data_dir: Path, log_dir: Path, name: str = "worker", **settings):
         from agents.local_broker import free_port
@@ -157,7 +159,7 @@ class Worker:
         self.port = int(settings.pop("web_port", None) or free_port())
         self.token = settings.pop("api_token", TOKEN)
         self.faults: dict = settings.pop("faults", None) or {}
-        self.settings = {"clock": "event", "partitions": 4, **settings}
+        self.settings = {"clock": "event", "partitions": 4, "processes": 1, **settings}
         self.log_dir = Path(log_dir)
         self.name = name
         self.proc: Optional[subprocess.Popen] = None
@@ -192,6 +194,15 @@ class Worker:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def child_pids(self) -> list:
+        """The pids of the worker's children (its worker processes, under HARMRANK_PROCESSES > 1)."""
+        if not self.alive():
+            return []
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            return sorted(int(pid) for pid in text.split())
+        return []
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
