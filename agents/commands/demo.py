@@ -21,8 +21,10 @@ import time
 import urllib.request
 from collections import deque
 from itertools import islice
+from pathlib import Path
 from typing import Optional
 
+import schemas
 from schemas.events import US_PER_DAY, us_to_iso
 from streams import simulate
 
@@ -104,7 +106,7 @@ class Follower(threading.Thread):
         super().__init__(daemon=True)
         self.bootstrap = bootstrap
         self.recent: deque = deque(maxlen=12)
-        self.entered = self.exited = 0
+        self.counts: dict = {}  # list name -> [entered, exited], in the order first seen
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -118,10 +120,11 @@ class Follower(threading.Thread):
                     ev = json.loads(record.value)
                 except ValueError:
                     continue
+                tally = self.counts.setdefault(ev.get("list", "-"), [0, 0])
                 if ev.get("type") == "ranking.entered":
-                    self.entered += 1
+                    tally[0] += 1
                 elif ev.get("type") == "ranking.exited":
-                    self.exited += 1
+                    tally[1] += 1
                 self.recent.appendleft(ev)
                 if self.stop.is_set():
                     break
@@ -133,32 +136,41 @@ def _render(ranking: dict, follower: Follower, metrics: dict, feed: Feed, info: 
     from rich.panel import Panel
     from rich.table import Table
 
-    table = Table(title=f"top {top} as of {ranking.get('as_of') or '-'}", expand=True)
+    table = Table(title=f"list {ranking.get('list', '-')}: top {top} as of {ranking.get('as_of') or '-'}",
+                  expand=True)
     for col, justify in (("rank", "right"), ("suspect", "left"), ("score (days)", "right"),
                          ("allegations", "right"), ("victims", "right")):
         table.add_column(col, justify=justify)
     for e in ranking.get("entries", [])[:top]:
         table.add_row(str(e["rank"]), e["suspect_id"], f"{e['score']:.2f}", str(e["allegations"]), str(e["victims"]))
-    events = Table(title="ranking events (newest first)", expand=True)
-    for col in ("type", "suspect", "detail", "cause"):
+    events = Table(title="ranking events of every list (newest first)", expand=True)
+    for col in ("list", "type", "suspect", "detail", "cause"):
         events.add_column(col)
     for ev in list(follower.recent):
+        name = ev.get("list", "-")
         if ev.get("type") == "ranking.entered":
-            events.add_row("[green]ENTER[/]", ev["suspect_id"], f"#{ev['rank']} score {ev['score']}", ev["cause"][:28])
+            events.add_row(name, "[green]ENTER[/]", ev["suspect_id"], f"#{ev['rank']} score {ev['score']}",
+                           ev["cause"][:28])
         elif ev.get("type") == "ranking.updated":
-            events.add_row("[yellow]UPDATE[/]", ev["suspect_id"], f"#{ev['rank']} score {ev['score']}", ev["cause"][:28])
+            events.add_row(name, "[yellow]UPDATE[/]", ev["suspect_id"], f"#{ev['rank']} score {ev['score']}",
+                           ev["cause"][:28])
         else:
-            events.add_row("[red]EXIT[/]", ev["suspect_id"], f"{ev['reason']} score {ev['score']}", ev["cause"][:28])
+            events.add_row(name, "[red]EXIT[/]", ev["suspect_id"], f"{ev['reason']} score {ev['score']}",
+                           ev["cause"][:28])
     consumed = metrics.get("harmrank_events_consumed_total", 0)
     stats = (f"published {feed.sent:,}   consumed {consumed:,.0f}   dead letters "
-             f"{metrics.get('harmrank_dead_letters_total', 0):,.0f}   entries {follower.entered}   exits "
-             f"{follower.exited}   threshold {metrics.get('harmrank_threshold_score_days', 0):,.2f} days   "
-             f"suspects tracked {metrics.get('harmrank_suspects_tracked', 0):,.0f} / eligible "
-             f"{metrics.get('harmrank_suspects_eligible', 0):,.0f}")
+             f"{metrics.get('harmrank_dead_letters_total', 0):,.0f}   threshold "
+             f"{metrics.get('harmrank_threshold_score_days', 0):,.2f} days   suspects tracked "
+             f"{metrics.get('harmrank_suspects_tracked', 0):,.0f}\n"
+             + "   ".join(f"{name}: {n_in} in, {n_out} out" for name, (n_in, n_out) in follower.counts.items()))
     header = (f"harmrank demo   broker {info['broker']}   API {info['api']}   token {info['token']}\n"
               f"try: curl -H 'Authorization: Bearer {info['token']}' {info['api']}/ranking     Ctrl-C stops everything")
     parts = [Panel(header), Panel(stats + (f"\n[red]{feed.error}[/]" if feed.error else "")), table, events]
     return Group(*parts)
+
+
+#: The demo's three lists (VAWG, a VAWG escalation watch, drugs supply), unless HARMRANK_LISTS names others.
+DEMO_LISTS = str(Path(schemas.__file__).parent / "data" / "demo-lists.toml")
 
 
 @command("harmrank demo")
@@ -192,6 +204,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         inherited = {k: v for k, v in os.environ.items() if not k.startswith("HARMRANK_KAFKA_")}
         env = dict(inherited, HARMRANK_BROKER=broker.url, HARMRANK_DATA_DIR=data_dir, HARMRANK_CLOCK="wall",
                    HARMRANK_API_TOKEN=token, HARMRANK_WEB_PORT=str(web_port), HARMRANK_TICK_SECONDS="5",
+                   HARMRANK_LISTS=os.environ.get("HARMRANK_LISTS", DEMO_LISTS),
                    # Fewer, larger batches: the local broker slows with every record batch it holds
                    # (README), and a quarter of a second a hop does not show on a screen.
                    HARMRANK_BATCH_WINDOW_MS=os.environ.get("HARMRANK_BATCH_WINDOW_MS", "250"))
@@ -242,8 +255,12 @@ def _watch(api, token, follower, feed, info, args, stopping, deadline, worker) -
     if args.plain:
         while running():
             ranking, metrics = snapshot()
+            default = ranking.get("list", "-")
+            n_in, n_out = follower.counts.get(default, [0, 0])
+            others = "".join(f" | {name}: {a} in, {b} out" for name, (a, b) in follower.counts.items()
+                             if name != default)
             print(f"published {feed.sent} consumed {metrics.get('harmrank_events_consumed_total', 0):.0f} "
-                  f"members {len(ranking.get('entries', []))} entries {follower.entered} exits {follower.exited}",
+                  f"list {default} members {len(ranking.get('entries', []))} entries {n_in} exits {n_out}{others}",
                   flush=True)
             time.sleep(1)
     else:
