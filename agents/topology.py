@@ -17,6 +17,7 @@ import socket
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import faust
@@ -24,7 +25,7 @@ from faust.types import TP
 
 from schemas.events import US_PER_SECOND
 from schemas.harm_table import HarmTable, harm_table_bytes
-from schemas.lists import default_lists, fingerprint
+from schemas.lists import fingerprint
 from streams.stages import CANDIDATES, DLQ, INPUT, LEDGER, OUTPUT, REGISTER, Message, Work
 from streams.stages.intake import IntakeStage
 from streams.stages.ledger import LedgerStage, clock_records
@@ -325,9 +326,10 @@ async def _rescore(rt: Runtime, partitions: list, send) -> None:
 
 
 def scoring_fingerprint(settings: Settings) -> str:
-    """The sha256 of what scores depend on: the harm table file and the lists (schemas/lists.py)."""
-    specs = default_lists(settings.top_n, settings.window_days, settings.min_allegations)
-    return fingerprint(harm_table_bytes(settings.harm_table), None, specs)
+    """The sha256 of what scores depend on: the harm table file and the lists file (or, without one, the
+    default list's settings) (schemas/lists.py)."""
+    lists_file = Path(settings.lists).read_bytes() if settings.lists else None
+    return fingerprint(harm_table_bytes(settings.harm_table), lists_file, settings.list_specs)
 
 
 def count(tally: Counter) -> None:
