@@ -40,7 +40,8 @@ top_n = 10
 """
 
 
-def test_a_worker_with_a_lists_file_agrees_with_rank_list(own_broker, workers, tmp_path):
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_a_worker_with_a_lists_file_agrees_with_rank_list(partitions, own_broker, workers, tmp_path):
     lists_file = tmp_path / "lists.toml"
     lists_file.write_text(LISTS)
     specs = Settings.from_env({"HARMRANK_LISTS": str(lists_file)}).list_specs
@@ -49,7 +50,7 @@ def test_a_worker_with_a_lists_file_agrees_with_rank_list(own_broker, workers, t
     assert all(expected.values()), expected
     assert batch_rank(feed, lists=str(lists_file)) == expected["assault"]  # without --list: the first list
 
-    worker = workers(own_broker, partitions=2, lists=str(lists_file)).start()
+    worker = workers(own_broker, partitions=partitions, lists=str(lists_file)).start()
     worker.wait_ready()
     publish_file(own_broker, feed)
     worker.wait_ranking_equals(expected["assault"], timeout=90)
