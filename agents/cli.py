@@ -1,7 +1,8 @@
 """`harmrank <command>`: one entry point; each command imports only what it needs.
 
-The batch commands (rank, simulate) never import Faust, so they start fast and
-run where no broker is reachable.
+The commands live in agents/commands/ (their shared conventions, exit codes
+included, are said there once). The batch commands (rank, simulate) never import
+Faust, so they start fast and run where no broker is reachable.
 """
 from __future__ import annotations
 
@@ -10,13 +11,14 @@ import sys
 from typing import Optional
 
 COMMANDS = {
-    "broker": ("agents.broker", "run a local Kafka-compatible broker (tansu)"),
-    "worker": ("agents.worker", "the stream processor"),
-    "publish": ("agents.publish", "publish a JSON-lines file of input events"),
-    "follow": ("agents.follow", "print the ranking events as they arrive"),
-    "rank": ("agents.rank", "the batch reference ranking of a JSON-lines file"),
+    "broker": ("agents.commands.broker", "run a local Kafka-compatible broker (tansu)"),
+    "worker": ("agents.commands.worker", "the stream processor"),
+    "publish": ("agents.commands.publish", "publish a JSON-lines file of input events"),
+    "follow": ("agents.commands.follow", "print the ranking events as they arrive"),
+    "rank": ("agents.commands.rank", "the batch reference ranking of a JSON-lines file"),
+    "briefing": ("agents.commands.briefing", "the tasking meeting's briefing from a running worker (json, md, html)"),
     "simulate": ("streams.simulate", "write a realistic synthetic feed"),
-    "demo": ("agents.demo", "broker, worker, live feed and the top N on one machine"),
+    "demo": ("agents.commands.demo", "broker, worker, live feed and the top N on one machine"),
 }
 
 USAGE = "usage: harmrank <command> [options]\n\ncommands:\n" + "\n".join(

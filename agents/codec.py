@@ -3,11 +3,12 @@
 The same JSON as `json.dumps(value, separators=(",", ":"))` for the values the
 stages write (lists, dicts with str keys, str, int, bool, None, floats): byte
 for byte, except that text outside ASCII is written as UTF-8 rather than as
-`\\u` escapes. Written and read by orjson, which does it 10-20 times faster;
-JSON encoding was a quarter of the worker's CPU. State written by the standard
-library reads back the same. Input events are parsed by `schemas.validate`,
-whose fast path uses orjson too but checks for the duplicate keys orjson accepts
-silently, and leaves every rejection to the standard library's decoder.
+`\\u` escapes. Written and read by orjson, for speed (the standard library's
+encoder costs a large share of the worker's CPU: docs/PERFORMANCE.md). State
+written by the standard library reads back the same. Input events are parsed
+by `schemas.validate`, whose fast path uses orjson too but checks for the
+duplicate keys orjson accepts silently, and leaves every rejection to the
+standard library's decoder.
 """
 from __future__ import annotations
 

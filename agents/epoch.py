@@ -10,9 +10,9 @@ the two, and if the broker's is gone or different, it says so and starts clean.
 The epoch also names the layout of the state (`STATE_LAYOUT`: the shapes of the
 values in the stages' tables). A broker whose changelogs hold another layout
 cannot be read by this version: the worker refuses to start and says how to
-begin again, rather than misread state. (Layout 1, written by harmrank before
-the register kept one key per suspect and the ledger record its running sums,
-had no layout in its epoch record.)
+begin again, rather than misread state. (An epoch record with no layout is
+layout 1: a register without one key per suspect, a ledger record without its
+running sums.)
 """
 from __future__ import annotations
 
@@ -21,14 +21,14 @@ import shutil
 import time
 import uuid
 from pathlib import Path
-from typing import Optional
+from typing import Any, Mapping, Optional
 
 log = logging.getLogger("harmrank")
 
 EPOCH_TOPIC = "harmrank-epoch"
 EPOCH_FILE = "broker-epoch"
 #: The layout of the values in the stages' tables; bumped whenever a change makes old state unreadable.
-STATE_LAYOUT = 2
+STATE_LAYOUT = 3
 
 
 class LayoutMismatch(RuntimeError):
@@ -57,11 +57,11 @@ def _state_dirs(data_dir: Path) -> list:
     return [p for p in data_dir.glob("v*") if p.is_dir()]
 
 
-def _read_broker_epoch(servers: list[str], timeout: float = 3.0) -> Optional[str]:
+def _read_broker_epoch(servers: list[str], timeout: float = 3.0, **client_kwargs: Any) -> Optional[str]:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, group_id=None,
-                             consumer_timeout_ms=int(timeout * 1000))
+                             consumer_timeout_ms=int(timeout * 1000), **client_kwargs)
     try:
         if EPOCH_TOPIC not in consumer.topics():
             return None
@@ -82,13 +82,13 @@ def _read_broker_epoch(servers: list[str], timeout: float = 3.0) -> Optional[str
         consumer.close()
 
 
-def _write_broker_epoch(servers: list[str], epoch: str) -> None:
+def _write_broker_epoch(servers: list[str], epoch: str, **client_kwargs: Any) -> None:
     from kafka import KafkaProducer
 
-    from .broker import ensure_topics
+    from .kafka_admin import ensure_topics
 
-    ensure_topics(servers, {EPOCH_TOPIC: 1})
-    producer = KafkaProducer(bootstrap_servers=servers, acks="all")
+    ensure_topics(servers, {EPOCH_TOPIC: 1}, **client_kwargs)
+    producer = KafkaProducer(bootstrap_servers=servers, acks="all", **client_kwargs)
     try:
         producer.send(EPOCH_TOPIC, value=epoch.encode(), partition=0).get(timeout=10)
     finally:
@@ -104,16 +104,18 @@ def wipe_state(data_dir: Path) -> None:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def reconcile(servers: list[str], data_dir: str) -> str:
+def reconcile(servers: list[str], data_dir: str, client_kwargs: Optional[Mapping[str, Any]] = None) -> str:
     """Make the local state agree with the broker; returns what was found, for the log.
 
+    `client_kwargs` are kafka-python's security arguments (agents.kafka_clients).
     Raises LayoutMismatch when the broker's state is of another layout.
     """
+    client_kwargs = dict(client_kwargs or {})
     path = Path(data_dir)
     path.mkdir(parents=True, exist_ok=True)
     local_file = path / EPOCH_FILE
     local, local_layout = _parse(local_file.read_text() if local_file.exists() else None)
-    remote, remote_layout = _parse(_read_broker_epoch(servers))
+    remote, remote_layout = _parse(_read_broker_epoch(servers, **client_kwargs))
     if remote is None:
         note = "new broker"
         if has_state(path):
@@ -121,7 +123,7 @@ def reconcile(servers: list[str], data_dir: str) -> str:
                     "discarding the local state and starting clean")
             wipe_state(path)
         remote = uuid.uuid4().hex
-        _write_broker_epoch(servers, _format(remote))
+        _write_broker_epoch(servers, _format(remote), **client_kwargs)
     elif remote_layout != STATE_LAYOUT:
         raise LayoutMismatch(
             f"the broker holds harmrank state of layout {remote_layout}, written by another version of "

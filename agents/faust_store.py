@@ -17,14 +17,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import signal
 from itertools import islice
-from typing import Any, Iterator, Optional
+from typing import Any, Awaitable, Callable, Iterator, Optional
 
 from faust.types import TP
 from rocksdict import WriteBatch
 
 from .codec import dumps, loads
+from .compat import aiokafka_producer, partition_db
 
 log = logging.getLogger("harmrank")
 
@@ -56,7 +56,7 @@ class PartitionStore:
         self.table = table
         self.partition = partition
         self.keep = keep
-        self._db = table.data._db_for_partition(partition)
+        self._db = partition_db(table, partition)
         self._cache: dict = {}
         self._dirty: set = set()
 
@@ -140,6 +140,10 @@ class PartitionStore:
         for key in list(islice(cache, excess)):
             del cache[key]
 
+    def changelog_done(self) -> None:
+        """The changelog holds the last local write: its list of keys is not needed any more (local only)."""
+        self._db.delete(PENDING_KEY)
+
     def discard_changes(self) -> None:
         self._dirty.clear()
         self._cache.clear()
@@ -154,8 +158,8 @@ async def start_flush(stores: list) -> list:
     `table[key] = ...`: Faust's store deletes a key from whichever partition
     last wrote it (or from all of them), and our partitions share key names
     ("clock", "x:<hour>"). The changelog records then go straight to the
-    producer rather than one by one through Faust's producer buffer (most of a
-    stage's CPU went there), every partition's together, so a batch waits for
+    producer rather than one by one through Faust's producer buffer (which
+    costs most of a stage's CPU), every partition's together, so a batch waits for
     one acknowledgement, not one per partition (`finish_flush`); once the broker
     has them, each partition's persisted offset is set, as Faust does, so
     recovery reads from there.
@@ -165,10 +169,9 @@ async def start_flush(stores: list) -> list:
         records = store._write_local()
         if not records:
             continue
-        _crash_point(store.table.name)
         table = store.table
         topic = table.changelog_topic.get_topic_name()
-        sent = await send_records(table.app.producer, topic, store.partition, records)
+        sent = await send_records(table.app, topic, store.partition, records)
         pending.append((store, topic, sent))
     return pending
 
@@ -202,12 +205,12 @@ async def resend_pending(app, tables: list, done: set) -> int:
                 continue
             if recovery.signal_recovery_start.is_set():
                 return sent_records
-            db = table.data._db_for_partition(tp.partition)
+            db = partition_db(table, tp.partition)
             raw = db.get(PENDING_KEY)
             if raw is not None:
                 records = [(key.encode(), db.get(key.encode())) for key in loads(raw)]
                 if records:
-                    sent = await send_records(app.producer, tp.topic, tp.partition, records)
+                    sent = await send_records(app, tp.topic, tp.partition, records)
                     table.data.set_persisted_offset(tp, await last_offset(sent))
                     sent_records += len(records)
                 db.delete(PENDING_KEY)
@@ -215,37 +218,15 @@ async def resend_pending(app, tables: list, done: set) -> int:
     return sent_records
 
 
-def _crash_at(spec: str) -> Optional[tuple]:
-    """HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE=<table>:<n>: the tests' kill -9 at the one moment that matters."""
-    if not spec:
-        return None
-    table, _, count = spec.partition(":")
-    return table, int(count or 1)
-
-
-_CRASH_AT = _crash_at(os.environ.get("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE", ""))
-_local_writes: dict = {}
-
-
-def crash_point_armed() -> bool:
-    return _CRASH_AT is not None
-
-
-def _crash_point(table_name: str) -> None:
-    """Kill this process, as kill -9 would, after the n-th local write of a table and before its changelog."""
-    if _CRASH_AT is None or _CRASH_AT[0] != table_name:
-        return
-    _local_writes[table_name] = _local_writes.get(table_name, 0) + 1
-    if _local_writes[table_name] == _CRASH_AT[1]:
-        log.warning("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE: killing the worker after %s's local write %d",
-                    table_name, _CRASH_AT[1])
-        os.kill(os.getpid(), signal.SIGKILL)
-
-
 async def finish_flush(pending: list) -> None:
-    """Wait for the changelog records of `start_flush`; sets each partition's persisted offset, as Faust does."""
+    """Wait for the changelog records of `start_flush`; sets each partition's persisted offset, as Faust does.
+
+    Once the changelog holds the batch, its list of keys (PENDING_KEY) has done its work and goes: it
+    names the keys of the batch, deleted ones too, which retention must not leave behind (SPEC §9).
+    """
     for store, topic, sent in pending:
         store.table.data.set_persisted_offset(TP(topic, store.partition), await last_offset(sent))
+        store.changelog_done()
 
 
 class ChangelogPipe:
@@ -277,17 +258,27 @@ class ChangelogPipe:
         in_flight = await start_flush(stores)
         self._pending = asyncio.ensure_future(self._finish(in_flight, events))
 
-    async def _finish(self, in_flight: list, events: list) -> None:
+    async def write_first(self, stores: list, events: list, send: Callable[[], Awaitable]) -> None:
+        """A write-first stage's batch: its state (holding its output) is written and in the changelog,
+        then `send()` sends the output, then `events` are acknowledged."""
+        await self.settle()
+        in_flight = await start_flush(stores)
+        await self._finish(in_flight, events, send)
+
+    async def _finish(self, in_flight: list, events: list, then: Optional[Callable[[], Awaitable]] = None) -> None:
         try:
             await finish_flush(in_flight)
+            if then is not None:
+                await then()
         except asyncio.CancelledError:
             raise
         except BaseException as exc:
-            # The batch is in local RocksDB and maybe not in the changelog. Faust would restart the
-            # agent in this process, whose next batch names other keys as pending; a restart of the
-            # process sends these again first (resend_pending), so stop as a crash would.
-            log.critical("changelog write failed (%r): the worker stops (exit %d) so that a restart "
-                         "sends this batch to the changelog again", exc, CHANGELOG_FAILED_EXIT)
+            # The batch is in local RocksDB and maybe not in the changelog (or its output not sent). Faust
+            # would restart the agent in this process, whose next batch names other keys as pending; a
+            # restart of the process sends these again first (resend_pending, the stages' recover), so
+            # stop as a crash would.
+            log.critical("a batch's state is written but its changelog or output is not (%r): the worker stops "
+                         "(exit %d) so that a restart sends them again", exc, CHANGELOG_FAILED_EXIT)
             for handler in logging.getLogger().handlers:
                 handler.flush()
             os._exit(CHANGELOG_FAILED_EXIT)
@@ -295,15 +286,15 @@ class ChangelogPipe:
             await self.stream.ack(event)
 
 
-async def send_records(producer, topic: str, partition: int, records: list) -> list:
+async def send_records(app, topic: str, partition: int, records: list) -> list:
     """Send (key, value) records to one partition in record batches; returns [(future, records in it)].
 
     The records stay one per key (a compacted changelog keeps the newest of
     each), but go to the producer as ready-made batches: one future per batch
-    instead of one per record, which is most of what a record used to cost.
+    instead of one per record, which is most of what a record costs otherwise.
     A future gives the metadata of its batch's first record.
     """
-    aio = producer._ensure_producer()  # Faust's producer wraps aiokafka's
+    aio = aiokafka_producer(app)
     sent = []
     batch = aio.create_batch()
     for key, value in records:

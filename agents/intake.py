@@ -1,12 +1,10 @@
 """The intake's reader: `crime-reports` in bulk, through aiokafka's batch consumer.
 
 Faust hands every message of a stream to its agent one at a time, through a
-path that costs far more than the work the intake does with it (measured on
-one machine: 0.13 ms per message for a Faust agent that only counts, against
-0.01 ms to validate an event and 0.002 ms per record for `getmany`). The input
-topic is the only one with a message per event (every later stage speaks in
-one envelope per partition per batch), so it is the only one read this way:
-the register, ledger and ranker stay Faust agents over Faust tables.
+path that costs far more than the intake's work on it (docs/PERFORMANCE.md).
+The input topic is the only one with a message per event (every later stage
+speaks in one envelope per partition per batch), so it is the only one read
+this way: the register, ledger and ranker stay Faust agents over Faust tables.
 
 The reader is a member of its own consumer group, `<app id>-intake`, so
 several workers share the input partitions like any Kafka consumers. It is
@@ -22,14 +20,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable, Mapping, Optional
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.partitioner import murmur2
 from mode import Service
 
-from .publish import MERGE_KEY
+from schemas.events import MERGE_KEY
 
 log = logging.getLogger("harmrank")
 
@@ -79,11 +77,12 @@ class IntakeReader(Service):
 
     def __init__(self, *, topic: str, group_id: str, bootstrap_servers: list[str], handle: Handler,
                  fetch_max_wait_ms: int = 500, max_records: int = MAX_RECORDS, window_s: float = 0.0,
-                 **kwargs: Any):
+                 client_kwargs: Optional[Mapping[str, Any]] = None, **kwargs: Any):
         super().__init__(**kwargs)
         self.topic = topic
         self.group_id = group_id
         self.bootstrap_servers = bootstrap_servers
+        self.client_kwargs = dict(client_kwargs or {})  # TLS / SASL (agents.kafka_clients.aiokafka_kwargs)
         self.handle = handle
         self.fetch_max_wait_ms = fetch_max_wait_ms
         self.max_records = max_records
@@ -106,6 +105,7 @@ class IntakeReader(Service):
             heartbeat_interval_ms=1000,
             fetch_max_wait_ms=self.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            **self.client_kwargs,
         )
         await self.consumer.start()
         self.consumer.subscribe([self.topic], listener=_WaitForBatch(self))

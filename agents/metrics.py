@@ -96,6 +96,14 @@ MERGES_FORWARDED = Counter(
 )
 """Merges forwarded to the merge partition of the input topic."""
 
+AUDIT_FAILURES = Counter(
+    "harmrank_audit_failures_total",
+    "Audit records of requests to personal data (SPEC §9) that could not be sent to harmrank-audit; "
+    "each is logged at error instead. Any increase needs attention: the audit trail has a gap.",
+    registry=REGISTRY,
+)
+"""Audit records not sent (no labels: never a user name)."""
+
 RANKING_ENTRIES = Counter(
     "harmrank_ranking_entries_total",
     "ranking.entered events: suspects who entered the top N.",
@@ -168,6 +176,22 @@ CONSUMER_LAG = Gauge(
 )
 """Messages waiting for each pipeline stage; growth means the worker cannot keep up."""
 
+STAGE_FAILURES = Counter(
+    "harmrank_stage_failures_total",
+    "Batches a stage failed to work and will try again (the batch is never skipped).",
+    ["stage"],
+    registry=REGISTRY,
+)
+"""A stage that keeps failing holds up its input: /healthz answers 503 meanwhile."""
+
+SKIPPED_READS = Counter(
+    "harmrank_skipped_reads_total",
+    "Batches that began past the messages a stage's state has not applied (the consumer lost them in a "
+    "rebalance): not worked, and their partitions read again from where the state ends.",
+    ["stage"],
+    registry=REGISTRY,
+)
+
 WORKER_READY = Gauge(
     "harmrank_worker_ready",
     "1 once the worker has recovered its state and serves /readyz, else 0.",
@@ -182,6 +206,34 @@ BUILD_INFO = Gauge(
     registry=REGISTRY,
 )
 """Constant 1 labelled with the running harmrank version."""
+
+# --- per list (SPEC §7): the list's name is the only label --------------------------------
+
+LIST_MEMBERS = Gauge(
+    "harmrank_list_members",
+    "Members of each list's top N (on the worker that holds the ranker).",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_ELIGIBLE = Gauge(
+    "harmrank_list_eligible",
+    "Suspects eligible for each list in this worker's ledger partitions.",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_ENTRIES = Counter(
+    "harmrank_list_entries_total",
+    "ranking.entered events emitted for each list.",
+    ["list"],
+    registry=REGISTRY,
+)
+LIST_EXITS = Counter(
+    "harmrank_list_exits_total",
+    "ranking.exited events emitted for each list (reasons: harmrank_ranking_exits_total).",
+    ["list"],
+    registry=REGISTRY,
+)
+"""One series per list name: members, eligible, entries, exits."""
 
 # --- histograms --------------------------------------------------------------------------
 
@@ -204,6 +256,7 @@ METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_events_consumed_total",
     "harmrank_dead_letters_total",
     "harmrank_merges_forwarded_total",
+    "harmrank_audit_failures_total",
     "harmrank_ranking_entries_total",
     "harmrank_ranking_exits_total",
     "harmrank_output_events_total",
@@ -215,15 +268,24 @@ METRIC_NAMES: Tuple[str, ...] = (
     "harmrank_consumer_lag_messages",
     "harmrank_worker_ready",
     "harmrank_build_info",
+    "harmrank_stage_failures_total",
+    "harmrank_skipped_reads_total",
+    "harmrank_list_members",
+    "harmrank_list_eligible",
+    "harmrank_list_entries_total",
+    "harmrank_list_exits_total",
     "harmrank_processing_latency_seconds",
 )
 
 
-def prime() -> None:
-    """Create every labelled series at 0 (idempotent), and set build info to 1.
+def prime(lists: Tuple[str, ...] = ("vawg",)) -> None:
+    """Create every labelled series at 0 (idempotent), one per list name too, and set build info to 1.
 
     Does not reset values already counted.
     """
+    for name in lists:
+        for family in (LIST_MEMBERS, LIST_ELIGIBLE, LIST_ENTRIES, LIST_EXITS):
+            family.labels(list=name)
     for t in INPUT_TYPES:
         for o in OUTCOMES:
             EVENTS_CONSUMED.labels(type=t, outcome=o)
@@ -234,6 +296,8 @@ def prime() -> None:
     for t in OUTPUT_TYPES:
         OUTPUT_EVENTS.labels(type=t)
     for s in STAGES:
+        STAGE_FAILURES.labels(stage=s)
+        SKIPPED_READS.labels(stage=s)
         CONSUMER_LAG.labels(stage=s)
         PROCESSING_LATENCY.labels(stage=s)
     BUILD_INFO.labels(version=VERSION).set(1)
@@ -259,6 +323,7 @@ __all__ = [
     "REGISTRY",
     "EVENTS_CONSUMED",
     "DEAD_LETTERS",
+    "AUDIT_FAILURES",
     "RANKING_ENTRIES",
     "RANKING_EXITS",
     "OUTPUT_EVENTS",
@@ -269,6 +334,12 @@ __all__ = [
     "CLOCK_AS_OF",
     "CONSUMER_LAG",
     "WORKER_READY",
+    "STAGE_FAILURES",
+    "SKIPPED_READS",
+    "LIST_MEMBERS",
+    "LIST_ELIGIBLE",
+    "LIST_ENTRIES",
+    "LIST_EXITS",
     "BUILD_INFO",
     "PROCESSING_LATENCY",
     "LATENCY_BUCKETS",

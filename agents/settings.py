@@ -9,36 +9,72 @@ import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, fields
-from typing import Any, Mapping, Optional
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from schemas import defaults
+from schemas.lists import ListsError, ListSpec, default_lists, load_lists
 
 ENV_PREFIX = "HARMRANK_"
+DEFAULT_KAFKA_PORT = 9092  # of a broker address without one, and of the local broker
 CLOCK_MODES = ("wall", "event")
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+#: The settings of how to reach the broker: every command that talks to Kafka takes their flags.
+KAFKA_FIELDS = ("broker", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
+                "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+RETENTION_MARGIN_DAYS = defaults.RETENTION_MARGIN_DAYS  # the default retention: the window and this much more
 
 
 @dataclass
 class Settings:
-    broker: str = "kafka://127.0.0.1:9092"
+    broker: str = f"kafka://127.0.0.1:{DEFAULT_KAFKA_PORT}"
     data_dir: str = "./data"
-    top_n: int = 100
-    window_days: int = 365
-    min_allegations: int = 2
+    top_n: int = defaults.TOP_N
+    window_days: int = defaults.WINDOW_DAYS
+    min_allegations: int = defaults.MIN_ALLEGATIONS
+    retention_days: Optional[int] = None  # None = window_days + 90 (SPEC §9); never shorter than the window
     harm_table: Optional[str] = None  # None = the shipped default table
+    lists: Optional[str] = None  # the lists file of SPEC §7; None = one list `vawg` from top_n, window_days, ...
     clock: str = "wall"  # "wall" or "event"
     web_port: int = 6066
     web_host: str = "127.0.0.1"
     api_token: Optional[str] = None
+    api_tokens: Optional[str] = None  # a file of `name:<sha256 hex of the token>` lines (named users)
     partitions: int = 4
     tick_seconds: float = 10.0  # how often the wall clock ticks
     batch_window_ms: float = 10.0  # how long a stage gathers a batch once its first message is there
     input_topic: str = "crime-reports"
     output_topic: str = "harm-ranking"
     dlq_topic: str = "crime-reports.dlq"
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str = "PLAIN"
+    kafka_sasl_username: Optional[str] = None
+    kafka_sasl_password: Optional[str] = None
+    kafka_ssl_cafile: Optional[str] = None  # None = the system's certificate authorities
+    kafka_ssl_certfile: Optional[str] = None  # a client certificate (with its key, or KAFKA_SSL_KEYFILE)
+    kafka_ssl_keyfile: Optional[str] = None
 
     def __post_init__(self) -> None:
         # Validate (and normalise) every field, whatever its source.
         for f in fields(self):
             value = getattr(self, f.name)
             setattr(self, f.name, _convert(f.name, value, source=f.name))
+        _check_kafka_security(self)
+        self._list_specs = _load_lists(self)
+        longest = max(spec.window_days for spec in self._list_specs)
+        if self.retention_days is None:
+            self.retention_days = longest + RETENTION_MARGIN_DAYS
+        elif self.retention_days < longest:
+            window = f"HARMRANK_WINDOW_DAYS ({longest})" if self.lists is None else f"the longest list window ({longest})"
+            raise ValueError(f"HARMRANK_RETENTION_DAYS ({self.retention_days}) must be at least {window}: "
+                             "a report must not be forgotten while it still counts")
+
+    @property
+    def list_specs(self) -> tuple[ListSpec, ...]:
+        """The lists (SPEC §7): those of the LISTS file, or the one list `vawg` from TOP_N, WINDOW_DAYS and
+        MIN_ALLEGATIONS; the first is the default of the API and the commands."""
+        return self._list_specs
 
     @property
     def bootstrap_servers(self) -> list[str]:
@@ -72,17 +108,32 @@ class Settings:
 
 
 _POSITIVE_INT = {"top_n", "window_days", "min_allegations", "partitions"}
+_OPTIONAL_POSITIVE_INT = {"retention_days"}
 _PORT = {"web_port"}
 _POSITIVE_FLOAT = {"tick_seconds", "batch_window_ms"}
-_OPTIONAL_STR = {"harm_table", "api_token"}
+_OPTIONAL_STR = {"harm_table", "lists", "api_token", "api_tokens", "kafka_sasl_username", "kafka_sasl_password"}
 _NONEMPTY_STR = {"broker", "data_dir", "web_host", "input_topic", "output_topic", "dlq_topic"}
+_FILE = {"kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile"}
+_CHOICE = {"kafka_security_protocol": SECURITY_PROTOCOLS, "kafka_sasl_mechanism": SASL_MECHANISMS}
+
+
+def _load_lists(s: Settings) -> tuple[ListSpec, ...]:
+    """The lists of the LISTS file, checked (ValueError naming its line and the reason), or the default list."""
+    if s.lists is None:
+        return default_lists(s.top_n, s.window_days, s.min_allegations)
+    try:
+        return load_lists(s.lists)
+    except ListsError as exc:
+        raise ValueError(f"HARMRANK_LISTS: {exc}") from None
 
 
 def _convert(name: str, value: Any, source: str) -> Any:
     """Convert ``value`` (a string from the environment, or a typed value) for ``name``."""
     label = source if source.startswith(("HARMRANK_", "--")) else name
-    if name in _POSITIVE_INT or name in _PORT:
-        kind = "a positive integer" if name in _POSITIVE_INT else "a port number (1-65535)"
+    if name in _OPTIONAL_POSITIVE_INT and (value is None or (isinstance(value, str) and not value.strip())):
+        return None
+    if name in _POSITIVE_INT or name in _OPTIONAL_POSITIVE_INT or name in _PORT:
+        kind = "a port number (1-65535)" if name in _PORT else "a positive integer"
         try:
             if isinstance(value, bool):
                 raise ValueError
@@ -112,6 +163,17 @@ def _convert(name: str, value: Any, source: str) -> Any:
         if v not in CLOCK_MODES:
             raise ValueError(f"{label} must be 'wall' or 'event', got {value!r}")
         return v
+    if name in _CHOICE:
+        v = str(value).strip().upper()
+        if v not in _CHOICE[name]:
+            raise ValueError(f"{label} must be one of {', '.join(_CHOICE[name])}, got {value!r}")
+        return v
+    if name in _FILE:
+        if value is None or not str(value).strip():
+            return None
+        if not Path(str(value)).is_file():
+            raise ValueError(f"{label}: no such file {str(value)!r}")
+        return str(value)
     if name in _OPTIONAL_STR:
         if value is None:
             return None
@@ -127,10 +189,32 @@ def _convert(name: str, value: Any, source: str) -> Any:
     return value
 
 
+def _check_kafka_security(s: Settings) -> None:
+    """The KAFKA_* settings must agree with each other: SASL needs a user and a password, a
+    certificate needs TLS, a key needs its certificate. (Named as settings: each is a
+    HARMRANK_KAFKA_* variable or a --kafka-* flag.)"""
+    protocol = s.kafka_security_protocol
+    sasl = protocol.startswith("SASL_")
+    tls = protocol in ("SSL", "SASL_SSL")
+    where = " (HARMRANK_KAFKA_* variables or --kafka-* flags)"
+    if sasl and not (s.kafka_sasl_username and s.kafka_sasl_password):
+        raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                         + where)
+    if not sasl and (s.kafka_sasl_username or s.kafka_sasl_password):
+        raise ValueError(f"KAFKA_SASL_USERNAME / KAFKA_SASL_PASSWORD are set but KAFKA_SECURITY_PROTOCOL is "
+                         f"{protocol}: use SASL_PLAINTEXT or SASL_SSL" + where)
+    files = [n.upper() for n in sorted(_FILE) if getattr(s, n)]
+    if files and not tls:
+        raise ValueError(f"{', '.join(files)} set but KAFKA_SECURITY_PROTOCOL is {protocol}: use SSL or SASL_SSL"
+                         + where)
+    if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
+        raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the certificate of that key)" + where)
+
+
 def bootstrap_servers(url: str) -> list[str]:
     """``"kafka://h1:9092;h2:9092"`` or ``"h:9092,h2:9093"`` -> ``["h1:9092", ...]``.
 
-    A host without a port gets 9092. Raises ``ValueError`` for an empty or bad URL.
+    A host without a port gets DEFAULT_KAFKA_PORT. Raises ``ValueError`` for an empty or bad URL.
     """
     if url is None or not str(url).strip():
         raise ValueError("broker URL must not be empty")
@@ -149,7 +233,7 @@ def bootstrap_servers(url: str) -> list[str]:
             continue
         host, sep, port = part.rpartition(":")
         if not sep:
-            host, port = part, "9092"
+            host, port = part, str(DEFAULT_KAFKA_PORT)
         if not host or not port.isdigit() or not (0 < int(port) < 65536):
             raise ValueError(f"bad broker address {part!r} in {url!r} (expected host:port)")
         out.append(f"{host}:{int(port)}")
@@ -159,28 +243,51 @@ def bootstrap_servers(url: str) -> list[str]:
 
 
 _HELP = {
-    "broker": "Kafka broker URL, e.g. kafka://127.0.0.1:9092 (env HARMRANK_BROKER)",
-    "data_dir": "directory for local state (env HARMRANK_DATA_DIR; default ./data)",
-    "top_n": "size of the top N (env HARMRANK_TOP_N; default 100)",
-    "window_days": "rolling window in days (env HARMRANK_WINDOW_DAYS; default 365)",
-    "min_allegations": "VAWG allegations needed to be ranked (env HARMRANK_MIN_ALLEGATIONS; default 2)",
-    "harm_table": "harm table CSV (env HARMRANK_HARM_TABLE; default: the shipped table)",
-    "clock": "'wall' or 'event' (env HARMRANK_CLOCK; default wall)",
-    "web_port": "HTTP API port (env HARMRANK_WEB_PORT; default 6066)",
-    "web_host": "HTTP API bind address (env HARMRANK_WEB_HOST; default 127.0.0.1)",
-    "api_token": "bearer token for /ranking and /suspects (env HARMRANK_API_TOKEN)",
-    "partitions": "partitions of the input topic when created (env HARMRANK_PARTITIONS; default 4)",
-    "tick_seconds": "wall clock tick interval in seconds (env HARMRANK_TICK_SECONDS; default 10)",
+    "broker": "Kafka broker URL, e.g. kafka://h1:9092;h2:9092",
+    "data_dir": "directory for local state",
+    "top_n": "size of the top N",
+    "window_days": "rolling window in days",
+    "retention_days": "days after which a report is forgotten, at least the longest list window (default: that "
+                      "window + 90)",
+    "lists": "TOML file of [[list]] tables (SPEC §7; default: one list 'vawg' from top_n, window_days, "
+             "min_allegations)",
+    "min_allegations": "VAWG allegations needed to be ranked",
+    "harm_table": "harm table CSV",
+    "clock": "'wall' or 'event'",
+    "web_port": "HTTP API port",
+    "web_host": "HTTP API bind address",
+    "api_token": "the shared bearer token for the personal-data paths (user \"token\" in the audit)",
+    "api_tokens": "file of named users' tokens, lines 'name:<sha256 hex of the token>'",
+    "partitions": "partitions of the input topic when created",
+    "tick_seconds": "wall clock tick interval in seconds",
     "batch_window_ms": "how long each stage gathers a batch once a message is there, in ms: longer means fewer, "
-                       "larger batches on the broker and more latency per hop (env HARMRANK_BATCH_WINDOW_MS; "
-                       "default 10)",
-    "input_topic": "input topic (env HARMRANK_INPUT_TOPIC; default crime-reports)",
-    "output_topic": "output topic (env HARMRANK_OUTPUT_TOPIC; default harm-ranking)",
-    "dlq_topic": "dead-letter topic (env HARMRANK_DLQ_TOPIC; default crime-reports.dlq)",
+                       "larger batches on the broker and more latency per hop",
+    "input_topic": "input topic",
+    "output_topic": "output topic",
+    "dlq_topic": "dead-letter topic",
+    "kafka_security_protocol": "how clients talk to Kafka: " + ", ".join(SECURITY_PROTOCOLS),
+    "kafka_sasl_mechanism": "SASL mechanism: " + ", ".join(SASL_MECHANISMS),
+    "kafka_sasl_username": "SASL user name",
+    "kafka_sasl_password": "SASL password (prefer the environment variable: flags show in process lists)",
+    "kafka_ssl_cafile": "CA certificates (PEM) that sign the broker's certificate",
+    "kafka_ssl_certfile": "client certificate (PEM), for brokers that require one",
+    "kafka_ssl_keyfile": "the client certificate's private key (PEM), if not in the certificate file",
 }
 
 
-def add_common_args(parser: argparse.ArgumentParser, only: Optional[list[str]] = None) -> argparse.ArgumentParser:
+_DEFAULT_IN_WORDS = {"harm_table": "the shipped table", "kafka_ssl_cafile": "the system's CA certificates"}
+
+
+def help_text(name: str) -> str:
+    """A setting's help: what it is, its variable, and its default (taken from the field, so written once)."""
+    field = next(f for f in fields(Settings) if f.name == name)
+    default = _DEFAULT_IN_WORDS.get(name, field.default)
+    default = "" if default is None else f"; default {default}"
+    return f"{_HELP[name]} (env {ENV_PREFIX}{name.upper()}{default})"
+
+
+
+def add_common_args(parser: argparse.ArgumentParser, only: Optional[Iterable[str]] = None) -> argparse.ArgumentParser:
     """Add ``--broker``, ``--data-dir``, ... (dest = field name, default None).
 
     Values are kept as strings; ``Settings.from_env(**vars(args))`` converts and validates
@@ -191,7 +298,7 @@ def add_common_args(parser: argparse.ArgumentParser, only: Optional[list[str]] =
         if only is not None and f.name not in only:
             continue
         flag = "--" + f.name.replace("_", "-")
-        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=_HELP.get(f.name))
+        parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=help_text(f.name))
     return parser
 
 

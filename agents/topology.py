@@ -1,50 +1,46 @@
-"""The streaming topology: the core's stages wired to Kafka topics and RocksDB tables.
+"""The Faust adapter: topics, tables, agents and timers that hand batches to the stages of `streams/stages`.
 
-    crime-reports ─intake─▶ harmrank-register (by crime_ref; ─register─▶ harmrank-ledger (by suspect)
-                            merges to every partition)                  │ ledger: local top N
-                                                                        ▼
-    harm-ranking ◀─ranker─ harmrank-candidates (1 partition) ◀──────────┘
+    crime-reports ─intake─▶ harmrank-register ─register─▶ harmrank-ledger ─ledger─▶ harmrank-candidates
+    harm-ranking ◀─ranker─ harmrank-candidates (1 partition)
 
-Faust pays a fixed price for every message a stream hands an agent, so no
-topic after the input speaks in one Kafka message per fact: each stage sends,
-per batch, one envelope per destination partition holding all the facts for it
-(the partition chosen by a stable hash of crime_ref or suspect id). The input
-topic itself is read in bulk by the intake's batch consumer (`agents/intake.py`);
-the register, ledger and ranker are Faust agents over Faust tables.
-
-Every stage works a batch against a write-back cache over its table
-partition, sends its envelopes and waits for the broker's acknowledgement,
-and only then writes its state (`ChangelogPipe`): a crash replays the batch,
-and the facts are absolute state, so nothing is counted twice or lost. Bad
-input goes to `crime-reports.dlq` from the stage that can tell it is bad.
+Every rule lives in the stages; this module only declares where their
+messages travel and their state lives (RocksDB-backed tables, one partition
+per stage partition), and moves batches (`agents/stage_runner.py`). The input
+topic is read in bulk by the intake's batch reader (`agents/intake.py`); the
+register, ledger and ranker are Faust agents over Faust tables.
 """
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
+import socket
 import time
-import zlib
+from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Optional
 
 import faust
 from faust.types import TP
 
-from schemas.events import US_PER_SECOND, SuspectsMerged, event_from_row, event_to_row
-from schemas.harm_table import HarmTable
-from schemas.validate import Rejected, dead_letter, validate
-from streams.ledger import Ledger
-from streams.messages import (allegation_update_from_json, allegation_update_to_json,
-                              candidate_update_from_json, candidate_update_to_json)
-from streams.ranker import Ranker
-from streams.register import ACCEPTED, DUPLICATE, Register
+from schemas.events import US_PER_SECOND
+from schemas.harm_table import HarmTable, harm_table_bytes
+from schemas.lists import fingerprint
+from streams.stages import CANDIDATES, DLQ, INPUT, LEDGER, OUTPUT, REGISTER, Message, Work
+from streams.stages.intake import IntakeStage
+from streams.stages.ledger import LedgerStage, clock_records
+from streams.stages.ranker import RankerStage
+from streams.stages.register import RegisterStage
 
-from . import codec, faust_store, metrics, tansu_fetch
-from .faust_store import ChangelogPipe, PartitionStore, resend_pending
+from . import metrics
+from .access import Access, gate
+from .audit import AuditTrail
+from .compat import tansu_fetch
+from .faust_store import PartitionStore, finish_flush, resend_pending, start_flush
 from .intake import IntakeReader, merge_partition
-from .publish import MERGE_KEY
+from .kafka_clients import aiokafka_kwargs, faust_kwargs
 from .settings import Settings
+from .stage_runner import Health, StageRunner
 
 log = logging.getLogger("harmrank")
 
@@ -53,27 +49,13 @@ LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
 STAGE_INPUTS = (REGISTER_TOPIC, LEDGER_TOPIC, CANDIDATES_TOPIC)  # the topics the Faust agents read
 BATCH = 2000
-ENVELOPE_ITEMS = 1000  # facts per envelope: keeps a message far below the broker's 1 MiB request limit
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
 TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
-BOOK_CAPACITY_FACTOR = 10  # a ledger partition keeps its best 10 x N in memory
 LEDGER_CACHE = 4096  # decoded values a ledger partition keeps between batches (its hot suspects and buckets)
 MIB = 1024 * 1024
-#: RocksDB's memory per table partition. Faust's defaults are per database (64 MiB
-#: memtables x 3 and a 2 GiB block cache each), so a worker with ten partition databases
-#: could grow by gigabytes as the state grows; these bound each to 2 x 8 MiB of
-#: memtables and a 16 MiB block cache.
+#: RocksDB's memory per table partition (Faust's defaults are per database: 64 MiB memtables x 3
+#: and a 2 GiB block cache each, so a worker with ten partition databases could grow by gigabytes).
 ROCKSDB_OPTIONS = {"write_buffer_size": 8 * MIB, "max_write_buffer_number": 2, "block_cache_size": 16 * MIB}
-OFFSET_KEY = "offset"  # in each stage partition's store: the last input offset its state includes
-CLOCK_KEY = "clock"  # in each register partition's store: the newest event time it applied
-
-
-def partition_for(key: str, partitions: int) -> int:
-    """The register / ledger partition that owns `key`: stable across processes and restarts."""
-    return zlib.crc32(key.encode()) % partitions
-
-
-_dumps = codec.dumps
 
 
 def now_us() -> int:
@@ -82,97 +64,66 @@ def now_us() -> int:
 
 @dataclass
 class Runtime:
-    """What the stages and the web views share inside one worker process."""
+    """What the stages, the timers and the web views share inside one worker process."""
 
     settings: Settings
     harm: HarmTable
-    ledgers: dict = field(default_factory=dict)  # ledger partition -> Ledger
-    ranker: Optional[Ranker] = None
-    offsets: dict = field(default_factory=dict)  # (topic, partition) -> last offset processed
-    ticks: "Ticks" = field(default_factory=lambda: Ticks(TICK_INTERVAL))
+    register: RegisterStage
+    ledger: LedgerStage
+    ranker: RankerStage
+    health: Health = field(default_factory=Health)
+    offsets: dict = field(default_factory=dict)  # (topic, partition) -> last offset handed to a stage
     intake: Optional[IntakeReader] = None  # the input topic's batch reader, once the app started it
+    ranker_held: bool = False  # this worker holds the ranker partition (it answers /ranking)
     ready: bool = False
 
 
-class Ticks:
-    """The register's clock ticks to every ledger partition: at most one per `interval`, none lost.
-
-    Event time reaches a ledger partition with the updates sent to it; the ones
-    that get none in a batch need a tick. Ticking all of them after every batch
-    made most of the traffic between stages at a few hundred events/s, so the
-    register ticks at most every `interval` and a timer sends what is left.
-    Each register partition keeps the newest event time it applied in its
-    store, with its state, and a restart or a new owner ticks it again
-    (`primed` is False until then), so a crash loses no tick.
-    """
-
-    def __init__(self, interval: float):
-        self.interval = interval
-        self.pending: Optional[int] = None  # the newest event time applied and not yet ticked
-        self.sent_at = float("-inf")  # monotonic time of the last tick taken
-        self.primed = False
-
-    def later(self, as_of: Optional[int]) -> None:
-        """Remember `as_of` for the next tick (a tick that could not be sent comes back here)."""
-        if as_of is not None and (self.pending is None or as_of > self.pending):
-            self.pending = as_of
-
-    def take(self, now: float, force: bool = False) -> Optional[int]:
-        """The pending tick if one is due (always when `force`), or None; taking it clears it."""
-        tick = self.pending
-        if tick is None or (not force and now - self.sent_at < self.interval):
-            return None
-        self.pending = None
-        self.sent_at = now
-        return tick
-
-
-class Outbox:
-    """A batch's outgoing messages: facts grouped into one envelope per destination partition."""
-
-    def __init__(self):
-        self._envelopes: dict = {}  # (topic, partition) -> list of items
-        self._clock: dict = {}  # (topic, partition) -> as_of
-        self._t0: dict = {}
-        self.singles: list = []  # (topic, key, value bytes, partition) sent as they are
-
-    def add(self, topic, partition: int, item: Any, t0: float = 0.0) -> None:
-        self._envelopes.setdefault((topic, partition), []).append(item)
-        if t0 > self._t0.get((topic, partition), 0.0):
-            self._t0[(topic, partition)] = t0
-
-    def clock(self, topic, partition: int, as_of: int) -> None:
-        if as_of > self._clock.get((topic, partition), 0):
-            self._clock[(topic, partition)] = as_of
-
-    def messages(self) -> list:
-        """The singles, then each destination's envelopes, in order: at most ENVELOPE_ITEMS facts each.
-
-        A destination's envelopes go to one partition from one producer, so they
-        arrive in order; its clock travels in the last of them.
-        """
-        out = list(self.singles)
-        for dest in set(self._envelopes) | set(self._clock):
-            topic, partition = dest
-            items = self._envelopes.get(dest, [])
-            t0 = self._t0.get(dest, 0.0)
-            for start in range(0, max(len(items), 1), ENVELOPE_ITEMS):
-                body = {"items": items[start:start + ENVELOPE_ITEMS], "t0": t0}
-                if start + ENVELOPE_ITEMS >= len(items) and dest in self._clock:
-                    body["as_of"] = self._clock[dest]
-                out.append((topic, None, _dumps(body), partition))
-        return out
-
-
 def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
-    rt = Runtime(settings, harm)
+    app = _app(settings)
     partitions = settings.partitions
+
+    def topic(name: str, n: int, internal: bool = True):
+        return app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw", internal=internal)
+
+    def table(name: str, n: int):
+        return app.Table(name, partitions=n, key_type=bytes, value_type=bytes,  # bytes: raw serializers
+                         options=dict(ROCKSDB_OPTIONS))  # a copy: Faust's store pops from it
+
+    topics = {REGISTER: topic(REGISTER_TOPIC, partitions), LEDGER: topic(LEDGER_TOPIC, partitions),
+              CANDIDATES: topic(CANDIDATES_TOPIC, 1), OUTPUT: topic(settings.output_topic, 1, internal=False),
+              DLQ: topic(settings.dlq_topic, 1, internal=False),
+              INPUT: app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")}
+    tables = {"register": table("register", partitions), "ledger": table("ledger", partitions),
+              "ranker": table("ranker", 1)}
+    rt = Runtime(settings, harm,
+                 RegisterStage(harm, partitions, lambda p: PartitionStore(tables["register"], p), TICK_INTERVAL,
+                               settings.retention_days, scoring_fingerprint(settings)),
+                 LedgerStage(partitions, lambda p: PartitionStore(tables["ledger"], p, keep=LEDGER_CACHE),
+                             settings.top_n, settings.window_days, settings.min_allegations,
+                             lists=settings.list_specs),
+                 RankerStage(lambda p: PartitionStore(tables["ranker"], p), settings.top_n, settings.list_specs))
+
+    async def send(work: Work) -> None:
+        """Send a batch's records; return once the broker has acknowledged them all."""
+        futures = [await topics[r.role].send(key=r.key, value=r.value, partition=r.partition)
+                   for r in work.outbox.records()]
+        if futures:
+            await asyncio.gather(*futures)
+
+    _stages(app, rt, topics, send)
+    _intake(app, rt, settings, IntakeStage(harm, partitions), send)
+    _timers(app, rt, settings, send)
+    _rebalances(app, rt, tables, send)
+    return app, rt
+
+
+def _app(settings: Settings) -> faust.App:
     app = faust.App(
         "harmrank",
         broker=settings.broker,
         store="rocksdb://",
         datadir=settings.data_dir,
-        topic_partitions=partitions,
+        topic_partitions=settings.partitions,
         topic_replication_factor=1,
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
@@ -186,325 +137,128 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         web_port=settings.web_port,
         web_host=settings.web_host,
         canonical_url=_canonical_url(settings),
-        stream_wait_empty=False,
+        # Faust's own views (tables, router, stats, graph) would show state to anyone: none is
+        # mounted, and every path but the public ones passes the token gate (agents/access.py).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_graph_enabled=False,
+        web_stats_enabled=False,
+        web_metrics_enabled=False,
+        web_application_options={"middlewares": [gate(Access.from_settings(settings), AuditTrail(lambda: app))]},
+        stream_wait_empty=True,  # a revoked partition's batch in hand is finished before a new owner starts
         logging_config=None,
+        **faust_kwargs(settings),  # TLS / SASL to the broker (SPEC §9)
     )
+    return app
 
-    def topic(name: str, n: int, internal: bool = True):
-        return app.topic(name, partitions=n, key_serializer="raw", value_serializer="raw", internal=internal)
 
-    register_topic = topic(REGISTER_TOPIC, partitions)
-    ledger_topic = topic(LEDGER_TOPIC, partitions)
-    candidates_topic = topic(CANDIDATES_TOPIC, 1)
-    input_topic = app.topic(settings.input_topic, key_serializer="raw", value_serializer="raw")
-    output_topic = topic(settings.output_topic, 1, internal=False)
-    dlq_topic = topic(settings.dlq_topic, 1, internal=False)
+def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
+    """The register, ledger and ranker agents: each hands its batches to its stage."""
+    async def read_again(topic: str, gaps: dict) -> bool:
+        """Seek a stage input's partitions back to the offsets their state expects next, unless those
+        messages are gone from the topic (False)."""
+        tps = {TP(topic, partition): offset for partition, offset in gaps.items()}
+        earliest = await app.consumer.earliest_offsets(*tps)
+        due = {tp: offset for tp, offset in tps.items() if (earliest.get(tp) or 0) <= offset}
+        for tp, offset in due.items():
+            await app.consumer.seek(tp, offset)
+        return bool(due)
 
-    def table(name: str, n: int):
-        return app.Table(name, partitions=n, key_type=bytes, value_type=bytes,  # bytes: raw serializers
-                         options=dict(ROCKSDB_OPTIONS))  # a copy: Faust's store pops from it
+    runner = StageRunner(send, rt.health, read_again)
+    within = rt.settings.batch_window_ms / 1000.0  # how long a stage gathers a batch once a message is there
 
-    register_table = table("register", partitions)
-    ledger_table = table("ledger", partitions)
-    ranker_table = table("ranker", 1)
-    resent: set = set()  # changelog partitions whose last local write was sent again in this process
-    if faust_store.crash_point_armed():
-        log.warning("HARMRANK_TEST_CRASH_AFTER_LOCAL_WRITE is set: this worker kills itself on purpose (a test)")
+    def seen(work):
+        def work_and_note(messages: list) -> Work:
+            for m in messages:
+                rt.offsets[(m.topic, m.partition)] = m.offset
+            return work(messages)
+        return work_and_note
 
-    @app.on_rebalance_complete.connect
-    async def resend_last_local_writes(sender, **kwargs):
-        """Before the stages resume: the changelog gets what a kill -9 left only in RocksDB (faust_store)."""
-        count = await resend_pending(app, [register_table, ledger_table, ranker_table], resent)
-        if count:
-            log.info("sent the last local write of newly assigned partitions to the changelogs again "
-                     "(%d records)", count)
+    def ledger_done(work: Work) -> None:
+        tracked, eligible = rt.ledger.stats()
+        metrics.SUSPECTS_TRACKED.set(tracked)
+        metrics.SUSPECTS_ELIGIBLE.set(eligible)  # the default list's
+        for spec in rt.settings.list_specs:
+            metrics.LIST_ELIGIBLE.labels(list=spec.name).set(rt.ledger.stats(spec.name)[1])
 
-    def seen(event) -> None:
-        msg = event.message
-        rt.offsets[(msg.topic, msg.partition)] = msg.offset
+    def ranker_done(work: Work) -> None:
+        rt.ranker_held = True
+        count(work.tally)
+        _ranker_gauges(rt.ranker)
 
-    def unapplied(store: PartitionStore, events: list) -> list:
-        """The events this partition's state does not include yet.
+    @app.agent(topics[REGISTER])
+    async def register(stream):
+        await runner.run("register", stream, rt.register,
+                         seen(lambda messages: rt.register.work(messages, time.monotonic())),
+                         lambda work: count(work.tally), BATCH, within)
 
-        A stage writes the offset of the last message it applied together with
-        its state, so the replay that follows a crash (Faust commits offsets
-        later than we write state) skips what was applied, instead of applying
-        older absolute facts over newer ones and going back in time.
-        """
-        last = store.get(OFFSET_KEY)
-        fresh = events if last is None else [e for e in events if e.message.offset > last]
-        if fresh:
-            store[OFFSET_KEY] = fresh[-1].message.offset
-        return fresh
+    @app.agent(topics[LEDGER])
+    async def ledger(stream):
+        await runner.run("ledger", stream, rt.ledger, seen(rt.ledger.work), ledger_done, BATCH, within)
 
-    async def send_all(outbox: Outbox) -> None:
-        """Send the batch's messages; return once the broker has acknowledged them all."""
-        futures = [await t.send(key=k, value=v, partition=p) for t, k, v, p in outbox.messages()]
-        if futures:
-            await asyncio.gather(*futures)
+    @app.agent(topics[CANDIDATES])
+    async def ranker(stream):
+        await runner.run("ranker", stream, rt.ranker, seen(rt.ranker.work), ranker_done, BATCH, within)
 
-    def dlq(outbox: Outbox, reason: str, src: list, raw: Any) -> None:
-        # The standard library's encoder: it never refuses a string (orjson refuses lone surrogates).
-        letter = dead_letter(reason, src[0], src[1], src[2], raw)
-        outbox.singles.append((dlq_topic, None, json.dumps(letter, separators=(",", ":")).encode(), None))
 
-    def by_partition(events) -> dict:
-        groups: dict = {}
-        for e in events:
-            groups.setdefault(e.message.partition, []).append(e)
-        return groups
+def _intake(app: faust.App, rt: Runtime, settings: Settings, stage: IntakeStage, send) -> None:
+    """The input topic's batch reader: validate and route (it reads a failed batch again itself)."""
+    fetch_wait = tansu_fetch.current_wait_ms() if tansu_fetch.is_installed() else 500
+    within = settings.batch_window_ms / 1000.0
 
-    def items_of(events):
-        """(event, envelope body, item) for every fact in a batch of envelopes."""
-        for e in events:
-            seen(e)
-            body = codec.loads(e.message.value)
-            for item in body["items"]:
-                yield e, body, item
-
-    def apply_envelopes(store: PartitionStore, events: list, decode, apply_all, advance) -> float:
-        """Apply the facts and clock of every envelope the store's state does not include yet.
-
-        `apply_all` takes the list of one envelope's facts, in order. Returns the
-        newest publish time (`t0`) among them, for the latency metric.
-        """
-        t0 = 0.0
-        for e in unapplied(store, events):
-            seen(e)
-            body = codec.loads(e.message.value)
-            t0 = max(t0, body.get("t0", 0.0))
-            apply_all([decode(item) for item in body["items"]])
-            if "as_of" in body:
-                advance(body["as_of"])
-        return t0
-
-    def tick_all_ledgers(outbox: Outbox, as_of: int) -> None:
-        for p in range(partitions):
-            outbox.clock(ledger_topic, p, as_of)
-
-    async def send_with_tick(outbox: Outbox, force: bool = False) -> None:
-        """Send `outbox` with the pending tick if one is due; a tick not sent stays pending."""
-        tick = rt.ticks.take(time.monotonic(), force)
-        if tick is not None:
-            tick_all_ledgers(outbox, tick)
-        try:
-            await send_all(outbox)
-        except BaseException:
-            rt.ticks.later(tick)
-            raise
-
-    # -- intake: validate, route -----------------------------------------------------------
-
-    async def intake(records: list) -> None:
-        """Validate a batch of input records and route each event to its register partition (a merge to all)."""
-        outbox = Outbox()
-        now = now_us()
+    async def handle(records: list) -> None:
+        """Validate and route a batch; a failure is counted and shown on /healthz, and the reader tries again."""
         inputs = rt.intake.partitions() if rt.intake is not None else 0
-        merges_home = merge_partition(inputs) if inputs else None
-        for msg in records:
-            src = [msg.topic, msg.partition, msg.offset]
-            value = msg.value if msg.value is not None else b""
-            result = validate(value, harm, now_us=now)
-            if isinstance(result, Rejected):
-                metrics.consumed(_type_of(value), "dead_lettered").inc()
-                metrics.DEAD_LETTERS.labels(reason=result.code).inc()
-                dlq(outbox, result.reason, src, value)
-                continue
-            # The validated event travels as a row (no second validation downstream),
-            # its raw payload with it for the dead-letter topic.
-            item = {"ev": event_to_row(result), "raw": value.decode(), "src": src}
-            t0 = msg.timestamp / 1000 if msg.timestamp and msg.timestamp > 0 else time.time()
-            if isinstance(result, SuspectsMerged):
-                if merges_home is not None and msg.partition != merges_home:
-                    # Every register partition must see the merges in one order, and only one
-                    # intake reads a partition: merges published on another key go to the merge
-                    # partition first, and apply when they are read from there.
-                    outbox.singles.append((input_topic, MERGE_KEY, value, merges_home))
-                    metrics.MERGES_FORWARDED.inc()
-                    continue
-                # Every register partition keeps the alias forest and applies each merge between
-                # the crime events around it, in input order (see streams/register.py).
-                for p in range(partitions):
-                    outbox.add(register_topic, p, item, t0)
-            else:
-                outbox.add(register_topic, partition_for(result.crime_ref, partitions), item, t0)
-        await send_all(outbox)
+        messages = [Message(r.topic, r.partition, r.offset, r.timestamp, r.value) for r in records]
+        try:
+            work = stage.work(messages, now_us(), merge_partition(inputs) if inputs else None)
+            await send(work)
+        except Exception as exc:
+            metrics.STAGE_FAILURES.labels(stage="intake").inc()
+            rt.health.failing["intake"] = (time.monotonic(), repr(exc))
+            raise
+        rt.health.failing.pop("intake", None)
+        count(work.tally)
         last = records[-1].timestamp
         metrics.PROCESSING_LATENCY.labels(stage="intake").observe(
             max(0.0, time.time() - (last / 1000 if last and last > 0 else time.time())))
-
-    fetch_wait = tansu_fetch.current_wait_ms() if tansu_fetch.is_installed() else 500
-    # How long a stage gathers a batch once an event is there: bounds the latency each hop adds,
-    # and sets how many record batches (envelopes, changelogs) the broker is sent a second.
-    within = settings.batch_window_ms / 1000.0
 
     @app.service
     class Intake(IntakeReader):
         def __init__(self, **kwargs):
             super().__init__(topic=settings.input_topic, group_id=f"{app.conf.id}-intake",
-                             bootstrap_servers=settings.bootstrap_servers, handle=intake,
-                             fetch_max_wait_ms=fetch_wait, window_s=within, **kwargs)
+                             bootstrap_servers=settings.bootstrap_servers, handle=handle,
+                             fetch_max_wait_ms=fetch_wait, window_s=within,
+                             client_kwargs=aiokafka_kwargs(settings), **kwargs)
             rt.intake = self
 
-    def reparse(item: dict):
-        """The event intake already validated (an item from before rows travelled is validated again)."""
-        row = item.get("ev")
-        return event_from_row(row) if row is not None else validate(item["raw"].encode(), harm, now_us=None)
 
-    def rejected(outbox: Outbox, event, outcome, item: dict) -> None:
-        metrics.consumed(event.type, _outcome(outcome.status)).inc()
-        if outcome.rejection:
-            code, detail = outcome.rejection
-            metrics.DEAD_LETTERS.labels(reason=code).inc()
-            dlq(outbox, f"{code}: {detail}", item["src"], item["raw"])
-
-    # -- register: reports, by crime_ref ----------------------------------------------------
-
-    @app.agent(register_topic)
-    async def register(stream):
-        pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=within):
-            outbox, stores, newest_t0 = Outbox(), [], 0.0
-            for partition, group in by_partition(events).items():
-                store = PartitionStore(register_table, partition)
-                stores.append(store)
-                reg = Register(store, harm)
-                newest = None
-                for _, body, item in items_of(unapplied(store, group)):
-                    t0 = body.get("t0", 0.0)
-                    newest_t0 = max(newest_t0, t0)
-                    event = reparse(item)
-                    outcome = reg.apply(event)
-                    # A merge reaches every partition, and each decides it alike: partition 0 speaks for it.
-                    speaks = partition == 0 or event.__class__ is not SuspectsMerged
-                    if outcome.status != ACCEPTED:
-                        if speaks:
-                            rejected(outbox, event, outcome, item)
-                        continue
-                    if speaks:
-                        metrics.consumed(event.type, "accepted").inc()
-                    updates, at = outcome.updates, event.at
-                    newest = at if newest is None else max(newest, at)
-                    for u in updates:
-                        outbox.add(ledger_topic, partition_for(u.suspect, partitions),
-                                   allegation_update_to_json(u), t0)
-                if newest is not None and newest > store.get(CLOCK_KEY, 0):
-                    store[CLOCK_KEY] = newest
-                rt.ticks.later(newest)
-            # One acknowledgement for the whole batch, then every partition's state.
-            await send_with_tick(outbox)
-            await pipe.write(stores, events)
-            _observe("register", newest_t0)
-
-    # -- ledger: suspects, by suspect ------------------------------------------------------
-
-    def ledger_for(partition: int) -> Ledger:
-        ledger = rt.ledgers.get(partition)
-        if ledger is None:
-            store = PartitionStore(ledger_table, partition, keep=LEDGER_CACHE)
-            ledger = Ledger(store, settings.top_n, settings.window_days, settings.min_allegations,
-                            book_capacity=BOOK_CAPACITY_FACTOR * settings.top_n)
-            rt.ledgers[partition] = ledger
-        return ledger
-
-    @app.agent(ledger_topic)
-    async def ledger(stream):
-        pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=within):
-            outbox, touched, newest_t0 = Outbox(), [], 0.0
-            try:
-                for partition, group in by_partition(events).items():
-                    led = ledger_for(partition)
-                    touched.append(partition)
-                    clock_before = led.as_of
-                    t0 = apply_envelopes(led.store, group, allegation_update_from_json, led.apply_many,
-                                         led.advance)
-                    newest_t0 = max(newest_t0, t0)
-                    for u in led.flush():
-                        outbox.add(candidates_topic, 0, candidate_update_to_json(u), t0)
-                    if led.as_of > clock_before:
-                        outbox.clock(candidates_topic, 0, led.as_of)
-                # One acknowledgement for the whole batch, then every partition's state.
-                await send_all(outbox)
-                await pipe.write([rt.ledgers[p].store for p in touched], events)
-                _observe("ledger", newest_t0)
-            except BaseException:
-                for partition in touched:
-                    rt.ledgers.pop(partition, None)  # its in-memory book may be ahead of the store
-                raise
-            tracked = eligible = 0
-            for other in list(rt.ledgers.values()):
-                a, b = other.stats()
-                tracked += a
-                eligible += b
-            metrics.SUSPECTS_TRACKED.set(tracked)
-            metrics.SUSPECTS_ELIGIBLE.set(eligible)
-
-    # -- ranker: the global top N, one partition -------------------------------------------
-
-    def the_ranker() -> Ranker:
-        if rt.ranker is None:
-            rt.ranker = Ranker(PartitionStore(ranker_table, 0), settings.top_n)
-        return rt.ranker
-
-    @app.on_rebalance_complete.connect
-    async def load_ranker(sender, **kwargs):
-        """The ranker's owner answers /ranking (and its gauges) from the recovered table at once,
-        not only once the next candidate arrives: after a restart with no new input there may be none."""
-        if TP(ranker_table.changelog_topic.get_topic_name(), 0) in app.assignor.assigned_actives():
-            _ranker_gauges(the_ranker())
-
-    @app.agent(candidates_topic)
-    async def ranker(stream):
-        pipe = ChangelogPipe(stream)
-        async for events in stream.noack_take(BATCH, within=within):
-            rk = the_ranker()
-            try:
-                t0 = apply_envelopes(rk.store, events, candidate_update_from_json, rk.apply_many, rk.advance)
-                out = rk.flush()
-                outbox = Outbox()
-                outbox.singles = [(output_topic, o["suspect_id"].encode(), _dumps(o), None) for o in out]
-                await send_all(outbox)
-                await pipe.write([rk.store], events)
-            except BaseException:
-                rt.ranker = None
-                raise
-            if rt.ranker is not rk:  # a rebalance loaded another from the table while this batch ran
-                rt.ranker = None  # so the next use reads the table again, this batch's write included
-            for o in out:
-                metrics.OUTPUT_EVENTS.labels(type=o["type"]).inc()
-                if o["type"] == "ranking.entered":
-                    metrics.RANKING_ENTRIES.inc()
-                else:
-                    metrics.RANKING_EXITS.labels(reason=o["reason"]).inc()
-            _ranker_gauges(rk)
-            if out and t0:
-                metrics.PROCESSING_LATENCY.labels(stage="ranker").observe(max(0.0, time.time() - t0))
-
-    # -- the wall clock, lag ---------------------------------------------------------------
-
+def _timers(app: faust.App, rt: Runtime, settings: Settings, send) -> None:
+    """The wall clock, the register's pending ticks, and the lag gauges."""
     if settings.clock == "wall":
         @app.timer(interval=settings.tick_seconds)
         async def wall_clock():
             """Move every ledger partition's clock to now, so reports age out with no new input."""
             if rt.ready:
-                outbox = Outbox()
-                tick_all_ledgers(outbox, now_us())
-                await send_all(outbox)
+                work = Work()
+                clock_records(work, settings.partitions, now_us())
+                await send(work)
 
     @app.timer(interval=TICK_TIMER_INTERVAL)
     async def register_ticks():
         """Send the register's pending tick; after an assignment, first re-tick its partitions' clocks."""
         if not rt.ready:
             return
-        ticks = rt.ticks
-        if not ticks.primed:
-            for tp in app.assignor.assigned_actives():
-                if tp.topic == REGISTER_TOPIC:
-                    ticks.later(PartitionStore(register_table, tp.partition).get(CLOCK_KEY))
-            ticks.primed = True
-        if ticks.pending is not None:
-            await send_with_tick(Outbox(), force=True)
+        stage = rt.register
+        if not stage.ticks.primed:
+            stage.prime(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == REGISTER_TOPIC)
+        work = Work()
+        stage.tick(work, time.monotonic(), force=True)
+        try:
+            await send(work)
+        except BaseException:
+            stage.failed(work)
+            raise
 
     stage_of = dict(zip(STAGE_INPUTS, ("register", "ledger", "ranker")))
 
@@ -527,47 +281,91 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
         for stage, value in totals.items():
             metrics.CONSUMER_LAG.labels(stage=stage).set(value)
 
+
+def _rebalances(app: faust.App, rt: Runtime, tables: dict, send) -> None:
+    resent: set = set()  # changelog partitions whose last local write was sent again in this process
+
+    @app.on_rebalance_complete.connect
+    async def recover(sender, **kwargs):
+        """Before the stages resume: the changelog gets what a kill -9 left only in RocksDB
+        (faust_store), and the write-first stages send again the output of their last batch."""
+        count_sent = await resend_pending(app, list(tables.values()), resent)
+        if count_sent:
+            log.info("sent the last local write of newly assigned partitions to the changelogs again "
+                     "(%d records)", count_sent)
+        actives = app.assignor.assigned_actives()
+        await _rescore(rt, [tp.partition for tp in actives
+                            if tp.topic == tables["register"].changelog_topic.get_topic_name()], send)
+        ledgers = [tp.partition for tp in actives if tp.topic == tables["ledger"].changelog_topic.get_topic_name()]
+        work = rt.ledger.recover(ledgers)
+        rt.ranker_held = TP(tables["ranker"].changelog_topic.get_topic_name(), 0) in actives
+        if rt.ranker_held:
+            work.outbox.singles.extend(rt.ranker.recover().outbox.singles)
+            _ranker_gauges(rt.ranker)  # /ranking answers from the recovered table at once
+        await send(work)
+
     @app.on_partitions_revoked.connect
     def on_revoked(app_, revoked, **kwargs):  # a SyncSignal: the receiver must not be async
         """Forget the in-memory indexes: their partitions may move, and Faust reopens their databases."""
-        rt.ledgers.clear()
-        rt.ranker = None
-        rt.ticks.primed = False
+        rt.ledger.reset()
+        rt.ranker.reset()
+        rt.register.reset()
+        rt.ranker_held = False
 
-    return app, rt
+
+async def _rescore(rt: Runtime, partitions: list, send) -> None:
+    """Register partitions whose state was scored with another harm table or lists file: every allegation
+    scored again and sent on (SPEC §9), then the new fingerprint written with the state."""
+    work = rt.register.rescore(partitions)
+    if not work.stores:
+        return
+    log.info("the harm table or lists changed (fingerprint %s): scoring %d register partitions again",
+             rt.register.fingerprint[:12], len(work.stores))
+    await send(work)
+    await finish_flush(await start_flush(work.stores))
 
 
-def _observe(stage: str, t0: float) -> None:
-    """Publish-to-stage latency of the newest fact a stage has just finished (its envelope's `t0`)."""
-    if t0:
-        metrics.PROCESSING_LATENCY.labels(stage=stage).observe(max(0.0, time.time() - t0))
+def scoring_fingerprint(settings: Settings) -> str:
+    """The sha256 of what scores depend on: the harm table file and the lists file (or, without one, the
+    default list's settings) (schemas/lists.py)."""
+    lists_file = Path(settings.lists).read_bytes() if settings.lists else None
+    return fingerprint(harm_table_bytes(settings.harm_table), lists_file, settings.list_specs)
+
+
+def count(tally: Counter) -> None:
+    """A stage's tally of a batch, into the metrics (no suspect or victim id in any label)."""
+    for key, n in tally.items():
+        kind = key[0]
+        if kind == "consumed":
+            metrics.consumed(key[1], key[2]).inc(n)
+        elif kind == "dead_letter":
+            metrics.DEAD_LETTERS.labels(reason=key[1]).inc(n)
+        elif kind == "merge_forwarded":
+            metrics.MERGES_FORWARDED.inc(n)
+        elif kind == "output":
+            name = key[3]
+            metrics.OUTPUT_EVENTS.labels(type=key[1]).inc(n)
+            if key[1] == "ranking.entered":
+                metrics.RANKING_ENTRIES.inc(n)
+                metrics.LIST_ENTRIES.labels(list=name).inc(n)
+            elif key[1] == "ranking.exited":
+                metrics.RANKING_EXITS.labels(reason=key[2]).inc(n)
+                metrics.LIST_EXITS.labels(list=name).inc(n)
 
 
 def _canonical_url(settings: Settings) -> str:
     """How the other workers reach this one's web server (they proxy API requests to the owner)."""
-    import socket
-
     host = settings.web_host
     if host in ("0.0.0.0", "::", ""):
         host = socket.getfqdn()
     return f"http://{host}:{settings.web_port}"
 
 
-def _outcome(status: str) -> str:
-    return {ACCEPTED: "accepted", DUPLICATE: "duplicate"}.get(status, "dead_lettered")
-
-
-def _type_of(raw: bytes) -> str:
-    """The event type for the metrics label, only if it is one of the known types."""
-    try:
-        value = json.loads(raw).get("type")
-    except Exception:
-        return "invalid"
-    return value if value in metrics.INPUT_TYPES else "invalid"
-
-
-def _ranker_gauges(rk: Ranker) -> None:
-    metrics.RANKING_MEMBERS.set(len(rk.book.members()))
-    threshold = rk.threshold()
+def _ranker_gauges(stage: RankerStage) -> None:
+    for name, each in stage.rankers.items():
+        metrics.LIST_MEMBERS.labels(list=name).set(len(each.book.members()))
+    ranker = stage.ranker  # the default list's, for the gauges without a list label
+    metrics.RANKING_MEMBERS.set(len(ranker.book.members()))
+    threshold = ranker.threshold()
     metrics.THRESHOLD_SCORE.set(threshold.score / 100 if threshold else 0)
-    metrics.CLOCK_AS_OF.set(rk.as_of / US_PER_SECOND)
+    metrics.CLOCK_AS_OF.set(ranker.as_of / US_PER_SECOND)

@@ -1,120 +1,70 @@
-"""The worker's HTTP API (SPEC §6): ranking, suspect breakdown, metrics, health.
+"""The worker's HTTP API (SPEC §6): lists, rankings, a suspect's standing, the briefing, metrics, health.
 
-`/ranking` and `/suspects/{id}` are personal data: they answer only a request
-bearing `Authorization: Bearer <HARMRANK_API_TOKEN>` (compared in constant
-time), 401 without or with a wrong token, and 403 for everyone while no token
-is configured. `/metrics`, `/healthz` and `/readyz` hold no personal data.
+Each view routes a request to the worker that holds the state it reads and
+answers from `agents/read_model.py`. `/lists`, `/ranking`, `/suspects/{id}` and
+`/briefing` are personal data: the token gate in front of every route
+(agents/access.py) lets only `/metrics`, `/healthz` and `/readyz`, which hold
+none, answer without a token.
 """
 from __future__ import annotations
 
-import hmac
 from typing import Optional
 
 from faust import web
 from faust.exceptions import SameNode
-from faust.types import TP
 from yarl import URL
 
-from schemas.events import US_PER_DAY, us_to_iso
-from streams.ledger import record_allegations, summarise
-from streams.register import resolve
+from schemas.validate import parse_timestamp
+from streams.partitioning import partition_for
 
-from . import metrics
-from .faust_store import PartitionStore
-from .topology import Runtime, partition_for
-
-
-def _authorise(view: web.View, request: web.Request, token: Optional[str]) -> Optional[web.Response]:
-    """None if the request may see personal data, else the error response."""
-    if not token:
-        return view.json({"error": "closed: no HARMRANK_API_TOKEN is configured on this worker"}, status=403)
-    header = request.headers.get("Authorization", "")
-    scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
-        return view.json({"error": "a valid 'Authorization: Bearer <token>' header is required"}, status=401,
-                         headers={"WWW-Authenticate": 'Bearer realm="harmrank"'})
-    return None
+from . import metrics, read_model
+from .compat import held_partitions, owner_url, route_request
+from .topology import Runtime
 
 
-def ranking_body(rt: Runtime) -> dict:
-    rk = rt.ranker
-    entries = [] if rk is None else [
-        {"rank": rank, "suspect_id": suspect, "score": s.score / 100, "allegations": s.allegations,
-         "victims": s.victims} for rank, suspect, s in rk.ranking()]
-    as_of = None if rk is None or not rk.as_of else us_to_iso(rk.as_of)
-    return {"as_of": as_of, "entries": entries}
-
-
-def _canonical(app, suspect_id: str) -> str:
-    """The id his record lives under now (merges), from any register partition this worker holds.
-
-    Every register partition keeps the whole alias forest (streams/register.py).
-    """
-    register_table = app.tables["register"]
-    held = list(register_table.data._dbs)
-    return resolve(PartitionStore(register_table, held[0]), suspect_id) if held else suspect_id
-
-
-async def _remote_rank(app, view: web.View, request: web.Request, suspect_id: str) -> Optional[int]:
-    """His rank from the worker that holds the ranker, when that is another one."""
-    table = app.tables["ranker"]
-    url = getattr(app.assignor, "_tps_url", {}).get(TP(table.changelog_topic.get_topic_name(), 0))
-    if url is None:
-        return None
+async def _remote_json(app, request: web.Request, url: str, path: str, query: Optional[dict] = None):
+    """The JSON answer of another worker's API (the caller's token goes with it), or None."""
+    target = URL(url).with_path(path).with_query(query or {})
     try:
-        async with app.http_client.get(str(URL(url).with_path("/ranking")),
+        async with app.http_client.get(str(target),
                                        headers={"Authorization": request.headers.get("Authorization", "")}) as r:
-            entries = (await r.json()).get("entries", [])
+            return await r.json() if r.status == 200 else None
     except Exception:
         return None
-    return next((e["rank"] for e in entries if e["suspect_id"] == suspect_id), None)
 
 
-def suspect_body(app, rt: Runtime, suspect_id: str) -> Optional[dict]:
-    """His standing explained allegation by allegation, or None if no worker state knows him."""
-    canonical = _canonical(app, suspect_id)
-    merged_into = canonical if canonical != suspect_id else None
-    target = canonical
-    ledger_table = app.tables["ledger"]
-    record = None
-    for partition in list(ledger_table.data._dbs):
-        record = PartitionStore(ledger_table, partition).get("p:" + target)
-        if record is not None:
-            break
-    if record is None and merged_into is None:
-        return None
-    settings = rt.settings
-    window_us = settings.window_days * US_PER_DAY
-    summary = summarise(record)
-    harm = rt.harm
-    allegations, linked = [], []
-    for crime_ref, (code, cents, vawg, recorded_at, victims) in sorted(record_allegations(record).items(),
-                                                                       key=lambda kv: kv[1][3]):
-        entry = harm.get(code)
-        row = {"crime_ref": crime_ref, "offence_code": code, "title": entry.title if entry else "",
-               "days": cents / 100, "recorded_at": us_to_iso(recorded_at), "vawg": vawg,
-               "leaves_window_at": us_to_iso(recorded_at + window_us)}
-        (allegations if vawg else linked).append(row)
-    rank = None
-    if rt.ranker is not None and rt.ranker.book.is_member(target):
-        rank = rt.ranker.book.rank(target)
-    next_exit = allegations[0] if allegations else None
-    return {
-        "suspect_id": target,
-        "merged_from": suspect_id if merged_into else None,
-        "score": summary.score / 100,
-        "allegations_in_window": summary.allegations,
-        "eligible": summary.allegations >= settings.min_allegations,
-        "min_allegations": settings.min_allegations,
-        "rank": rank,
-        "victims": summary.victims,
-        "allegations": allegations,
-        "linked_offences": linked,
-        "next_to_leave": None if next_exit is None else {
-            "crime_ref": next_exit["crime_ref"], "at": next_exit["leaves_window_at"],
-            "score_after": (summary.score - int(round(next_exit["days"] * 100))) / 100},
-        "as_of": us_to_iso(rt.ranker.as_of) if rt.ranker is not None and rt.ranker.as_of else None,
-    }
+async def _remote_ranks(app, request: web.Request, rt: Runtime, body: dict) -> None:
+    """His rank in each list from the worker that holds the ranker, when that is another one."""
+    url = owner_url(app, app.tables["ranker"], 0)
+    if url is None:
+        return
+    for standing in body["lists"]:
+        ranking = await _remote_json(app, request, url, "/ranking", {"list": standing["list"]}) or {}
+        standing["rank"] = next((e["rank"] for e in ranking.get("entries", [])
+                                 if e["suspect_id"] == body["suspect_id"]), None)
+    body["rank"] = body["lists"][0]["rank"]
+
+
+async def _linked_and_eligible(app, request: web.Request, rt: Runtime, name: str) -> tuple:
+    """(suspect -> linked offences of the list's members, eligible suspects over every ledger partition)."""
+    ranker = read_model.ranker_of(rt, name)
+    table = app.tables["ledger"]
+    held = set(held_partitions(table))
+    linked: dict = {}
+    for _, suspect, _ in ranker.ranking():
+        ledger = read_model.ledger_of(app, rt, suspect)
+        if ledger is not None:
+            linked[suspect] = ledger.linked_offences(suspect, name)
+            continue
+        url = owner_url(app, table, partition_for(suspect, rt.settings.partitions))
+        doc = await _remote_json(app, request, url, f"/suspects/{suspect}") if url else None
+        linked[suspect] = next((s["linked_offences"] for s in (doc or {}).get("lists", []) if s["list"] == name), 0)
+    eligible = rt.ledger.stats(name)[1]
+    others = {owner_url(app, table, p) for p in range(rt.settings.partitions) if p not in held} - {None}
+    for url in others:
+        doc = await _remote_json(app, request, url, "/lists") or {}
+        eligible += next((x["eligible_here"] for x in doc.get("lists", []) if x["name"] == name), 0)
+    return linked, eligible
 
 
 async def _from_owner(app, view: web.View, request: web.Request, table_name: str, partition: int):
@@ -123,24 +73,22 @@ async def _from_owner(app, view: web.View, request: web.Request, table_name: str
     With several workers the ranker and each ledger partition live on one of
     them; any worker answers by proxying to the owner, as Faust's router does.
     """
-    table = app.tables[table_name]
-    tp = TP(table.changelog_topic.get_topic_name(), partition)
-    url = getattr(app.assignor, "_tps_url", {}).get(tp)
+    url = owner_url(app, app.tables[table_name], partition)
     if url is None:
         return None
     try:
-        return await app.router._route_req(URL(url), view.web, request)
+        return await route_request(app, url, view, request)
     except SameNode:
         return None
 
 
 def install_views(app, rt: Runtime) -> None:
-    token = rt.settings.api_token
-
     @app.page("/healthz")
     class Healthz(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            return self.json({"status": "ok"})
+            if rt.health.ok():
+                return self.json({"status": "ok"})
+            return self.json({"status": "failing", "stages": sorted(rt.health.failing)}, status=503)
 
     @app.page("/readyz")
     class Readyz(web.View):
@@ -155,29 +103,55 @@ def install_views(app, rt: Runtime) -> None:
             body, content_type = metrics.render()
             return self.bytes(body, content_type=content_type.split(";")[0])
 
+    default = rt.settings.list_specs[0].name
+    names = {spec.name for spec in rt.settings.list_specs}
+
+    def unknown(view: web.View, name: str) -> web.Response:
+        return view.json({"error": f"no list {name!r} (GET /lists names them)"}, status=404)
+
+    @app.page("/lists")
+    class Lists(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            return self.json(read_model.lists_body(rt))
+
     @app.page("/ranking")
     class Ranking(web.View):
         async def get(self, request: web.Request) -> web.Response:
-            denied = _authorise(self, request, token)
-            if denied is not None:
-                return denied
+            name = request.query.get("list", default)
+            if name not in names:
+                return unknown(self, name)
             routed = await _from_owner(app, self, request, "ranker", 0)
-            return routed if routed is not None else self.json(ranking_body(rt))
+            return routed if routed is not None else self.json(read_model.ranking_body(rt, name))
+
+    @app.page("/briefing")
+    class Briefing(web.View):
+        async def get(self, request: web.Request) -> web.Response:
+            name = request.query.get("list", default)
+            if name not in names:
+                return unknown(self, name)
+            try:
+                since = parse_timestamp(request.query["since"]) if request.query.get("since") else None
+            except ValueError as exc:
+                return self.json({"error": f"since: {exc}"}, status=400)
+            routed = await _from_owner(app, self, request, "ranker", 0)
+            if routed is not None:
+                return routed
+            if not rt.ranker_held:
+                return self.json({"error": "the ranking is not recovered yet"}, status=503)
+            linked, eligible = await _linked_and_eligible(app, request, rt, name)
+            return self.json(read_model.briefing(rt, name, since, eligible, lambda s: linked.get(s, 0)))
 
     @app.page("/suspects/{suspect_id}")
     class Suspect(web.View):
         async def get(self, request: web.Request, suspect_id: str) -> web.Response:
-            denied = _authorise(self, request, token)
-            if denied is not None:
-                return denied
             routed = await _from_owner(app, self, request, "ledger",
-                                       partition_for(_canonical(app, suspect_id), rt.settings.partitions))
+                                       partition_for(read_model.canonical(app, suspect_id), rt.settings.partitions))
             if routed is not None:
                 return routed
-            body = suspect_body(app, rt, suspect_id)
-            if body is not None and body["rank"] is None and rt.ranker is None:
-                body["rank"] = await _remote_rank(app, self, request, body["suspect_id"])
+            body = read_model.suspect_body(app, rt, suspect_id)
             if body is None:
                 return self.json({"error": f"no suspect {suspect_id!r} has any allegation in the window"},
                                  status=404)
+            if not rt.ranker_held:
+                await _remote_ranks(app, request, rt, body)
             return self.json(body)

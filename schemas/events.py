@@ -101,6 +101,10 @@ EVENT_TYPES: dict[str, type] = {
 
 EXIT_REASONS = ("displaced", "expired", "corrected", "merged")
 
+#: The Kafka key of every merge on `crime-reports`: merges name no crime_ref, and each depends on
+#: the ones before it (alias chains), so one key keeps them all in one partition, in order.
+MERGE_KEY = SuspectsMerged.type.encode()
+
 
 # --- the compact row form, for the topics between the worker's stages ------------------
 

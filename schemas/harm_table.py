@@ -26,6 +26,7 @@ __all__ = [
     "HarmTableError",
     "OFFENCE_CODE_RE",
     "days_to_str",
+    "harm_table_bytes",
     "load_harm_table",
     "parse_days",
     "parse_bool",
@@ -149,6 +150,15 @@ def load_harm_table(path: Union[str, Path, None] = None) -> HarmTable:
     except OSError as e:
         raise HarmTableError(f"{name}: cannot read: {e.strerror or e}") from None
     return _parse(text, name)
+
+
+def harm_table_bytes(path: Union[str, Path, None] = None) -> bytes:
+    """The table file's bytes as they are (None: the shipped default), for the scoring fingerprint."""
+    path = DEFAULT_HARM_TABLE if path is None else path
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise HarmTableError(f"{path}: cannot read: {e.strerror or e}") from None
 
 
 def _parse(text: str, name: str) -> HarmTable:

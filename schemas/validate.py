@@ -31,7 +31,6 @@ the one place that states them.
 """
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import json
 import re
@@ -54,6 +53,7 @@ from schemas.events import (
     datetime_to_us,
     us_to_iso,
 )
+from schemas.dead_letters import dead_letter, decode_payload_for_dlq  # re-exported: the worker's dead letters
 from schemas.harm_table import HarmTable
 
 __all__ = [
@@ -295,11 +295,13 @@ def _validate(raw: Any, harm_table: HarmTable, now_us: Optional[int], max_bytes:
         except UnicodeEncodeError as e:
             raise _Reject("not_utf8", f"text cannot be encoded as UTF-8 at character {e.start}") from None
     elif isinstance(raw, (bytes, bytearray, memoryview)):
-        data = bytes(raw)
+        data = raw
     else:
         raise _Reject("bad_json", f"payload is {type(raw).__name__}, not bytes or text")
-    if len(data) > max_bytes:
-        raise _Reject("oversized", f"{len(data)} bytes, more than {max_bytes}")
+    size = memoryview(data).nbytes  # before any copy: a huge message costs no more than a small one
+    if size > max_bytes:
+        raise _Reject("oversized", f"{size} bytes, more than {max_bytes}")
+    data = bytes(data)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -323,9 +325,9 @@ def _validate(raw: Any, harm_table: HarmTable, now_us: Optional[int], max_bytes:
 
 # --- the fast path ---------------------------------------------------------------------
 #
-# Most messages are well formed, and the rules above cost about 23 us a message here (the
-# standard library's decoder with its hooks, a datetime per timestamp, a check object per
-# event): a fifth of the worker's CPU. `_accept_fast` answers with the event
+# Most messages are well formed, and the rules above are slow for them (the standard
+# library's decoder with its hooks, a datetime per timestamp, a check object per event;
+# docs/PERFORMANCE.md). `_accept_fast` answers with the event
 # `_validate_every_rule` would return, or None for "ask it": rejections are worded there only.
 # It declines whatever it cannot vouch for cheaply: escapes (a backslash), anything orjson
 # refuses to read or to write back (nesting of 255 levels or more), years outside 1000..8999,
@@ -549,32 +551,3 @@ def event_to_dict(event: InputEvent) -> dict:
 def event_to_json(event: InputEvent) -> bytes:
     """Compact UTF-8 JSON of ``event_to_dict`` (what a publisher would send)."""
     return json.dumps(event_to_dict(event), ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-
-
-# --- dead letters --------------------------------------------------------------------
-
-def decode_payload_for_dlq(raw: Union[bytes, bytearray, memoryview, str, None]) -> str:
-    """The message text when it is UTF-8, else its base64 (ASCII). None -> ''."""
-    if raw is None:
-        return ""
-    if isinstance(raw, str):
-        return raw
-    data = bytes(raw)
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return base64.b64encode(data).decode("ascii")
-
-
-def dead_letter(reason: Union[str, Rejected], topic: str, partition: int, offset: int,
-                raw: Union[bytes, str, None]) -> dict:
-    """The SPEC §3 dead-letter object. ``reason`` may be a Rejected (its ``reason`` text is used)."""
-    if isinstance(reason, Rejected):
-        reason = reason.reason
-    return {
-        "reason": str(reason),
-        "topic": str(topic),
-        "partition": int(partition),
-        "offset": int(offset),
-        "payload": decode_payload_for_dlq(raw),
-    }

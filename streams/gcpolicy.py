@@ -5,8 +5,8 @@ and dicts (a suspect's allegations, a report, an expiry bucket) that live until
 the end of the run. None of them is ever part of a reference cycle (store
 values are plain JSON-able data), yet every full collection of the cyclic
 collector traverses all of them, and CPython starts one each time the number of
-long-lived objects has grown by a quarter: with a million suspects a full
-collection took seconds, a quarter to a third of the run.
+long-lived objects has grown by a quarter: with millions of objects that is a
+large share of the run.
 
 `gc.freeze()` (O(1)) moves every object alive at that moment to a permanent
 generation that collections skip. Objects that die later are still freed at
@@ -15,19 +15,15 @@ collection of reference cycles that were already garbage when it ran. Freezing
 every `every` events keeps that to the cycles of the last few events (the core
 makes none; the validation of a rejected line may), while the young
 generations are collected in between, under the worker's thresholds below
-(fewer young collections: measured with `python -m tests.bench.bench_core --gc
-batch`, 1M suspects, the fill took 32-36 s instead of 41 s and the mixed events
-ran at 27,000-31,000 events/s instead of 26,000). The permanent generation is
-handed back to the collector, and CPython's thresholds restored, when the run ends.
+(fewer young collections). The permanent generation is handed back to the
+collector, and CPython's thresholds restored, when the run ends.
 
 The streaming worker's state lives in RocksDB, but its heap is not small
 either: a stage decodes a batch of up to 2000 envelopes of up to 1000 facts
 each, and those objects live long enough (through the batch) to be promoted
 out of the young generations, so with CPython's default thresholds the
-worker ran a full collection every second or so, each walking about 600,000
-objects for 0.3 s: measured over a 200,000-event replay, 14.7 of the worker's
-34 s of CPU went to 49 full collections, and each one stopped every stage.
-`tune_for_streaming()` sets thresholds under which a batch's objects die (by
+worker runs frequent full collections over its whole heap, each of which stops
+every stage. `tune_for_streaming()` sets thresholds under which a batch's objects die (by
 reference counting) before a young collection sees them, and freezes what the
 worker built at start-up (Faust, its tables, the modules). The collector stays
 on, so reference cycles (asyncio and Faust make some) are still collected.
@@ -42,10 +38,8 @@ FREEZE_EVERY = 1000
 
 #: The worker's collector thresholds: a young collection every 50,000 net allocations
 #: (CPython's default is 700), the middle generation every 50 of those, the full
-#: collection as by default. Measured on the same 200,000-event replay (events/s end to
-#: end, time in collections): default 7,213 and 16.7 s; (20,000, 20, 10) 10,331 and 3.3 s;
-#: (50,000, 50, 10) 11,758 and 1.9 s; (100,000, 20, 10) 12,006 and 2.3 s; collector off
-#: 14,750. A young collection then takes about 20 ms, which bounds the pause it adds.
+#: collection as by default. Chosen by comparing thresholds on one replay (docs/PERFORMANCE.md):
+#: near the collector-off speed, with short pauses.
 STREAMING_THRESHOLDS = (50_000, 50, 10)
 
 

@@ -1,44 +1,36 @@
 """The suspect ledger: each suspect's allegations in the rolling window (one partition by suspect).
 
-It holds, per suspect, every allegation of his still inside the window (VAWG
-and linked non-VAWG offences alike), ages them out as the clock moves through
-an index of hourly expiry buckets, and keeps the partition's local top N in a
-`TopBook`. Only changes to that local top N go on to the global ranker: a
-suspect outside his partition's top N cannot be in the global top N, so the
-ranker's input does not grow with every score change.
+It holds, per suspect, every allegation of his inside the longest list window
+(counted and linked offences alike), moves them between the parts of each list
+as the clock goes (streams/listsums.py: the scored part, an escalation list's
+earlier part, out) through the expiry index (streams/expiry.py), and keeps each
+list's local top N of the partition in a `TopBook`. Only changes to a local top
+N go on to the ranker: a suspect outside his partition's top N of a list cannot
+be in that list's global top N, so the ranker's input does not grow with every
+score change.
 
-Scores are exact integers (hundredths of a day). A suspect's record in the
-store carries his running sums next to his allegations (score, VAWG count,
-newest recorded_at, and how many of his VAWG allegations name each victim), so
-a change costs O(1) in the size of his record, not a pass over it; only taking
-out his newest VAWG allegation looks for the next newest (once per run of
-changes). `summarise()` sums a record afresh from its allegations, for checks
-and recomputations.
+A suspect's record ("p:<suspect>") is `[[sums of each list], {crime_ref:
+allegation record}]`; the sums are running sums of the allegations (exact
+integers, hundredths of a day), so a change costs O(lists), not a pass over
+his record. `summarise()` sums a record afresh, for checks and explanations.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional, Sequence
 
-from schemas.events import US_PER_DAY, us_to_iso
+from schemas.defaults import MIN_ALLEGATIONS, TOP_N, WINDOW_DAYS
+from schemas.events import us_to_iso
+from schemas.lists import ListSpec, default_lists
 
+from . import listsums as ls
 from .book import TopBook
-from .messages import (WHY_DISPLACED, WHY_EXPIRED, Allegation, AllegationUpdate, CandidateUpdate, Summary,
-                       rank_key)
+from .expiry import ExpiryIndex
+from .messages import WHY_DISPLACED, WHY_EXPIRED, Allegation, AllegationUpdate, CandidateUpdate, Summary
 from .store import Store
 
-US_PER_HOUR = US_PER_DAY // 24
-
-_tuple_new = tuple.__new__  # Summary(...) without the NamedTuple's Python-level __new__: _tuple_new(Summary, (...))
-
-# Allegation record in the store: [code, cents, vawg, recorded_at, [victim ids]]
-_CENTS, _VAWG, _RECORDED, _VICTIMS = 1, 2, 3, 4
-
-# Suspect record in the store ("p:<suspect>"), a list:
-#   [score, VAWG allegations, newest recorded_at among them, {victim id: VAWG allegations naming him},
-#    {crime_ref: allegation record}]
-# The first four are the running sums of the last one; every change keeps them exact.
-_SCORE, _COUNT, _NEWEST, _VICTIM_COUNTS, _ALLEGATIONS = range(5)
+_SUMS, _ALLEGATIONS = 0, 1  # a suspect record: [[sums of each list], {crime_ref: allegation record}]
+_RECORDED = 3  # in an allegation record [code, cents, vawg, recorded_at, [victim ids]]
+_UNSET = object()
 
 
 def record_allegations(rec: Optional[list]) -> dict:
@@ -46,51 +38,49 @@ def record_allegations(rec: Optional[list]) -> dict:
     return {} if rec is None else rec[_ALLEGATIONS]
 
 
-def _sums(allegations: dict) -> tuple[int, int, int, set]:
-    """Score, VAWG count, newest recorded_at and victim ids of his allegations: exact integers."""
-    score = count = newest = 0
-    victims: set = set()
+def summarise(rec: Optional[list], rule: Optional[ls.ListRule] = None, clock: int = 0) -> Summary:
+    """A suspect's standing summed afresh: in a list at `clock`, or by default over every VAWG allegation
+    of his record (what the one default list counts, the record holding only the window)."""
+    allegations = record_allegations(rec)
+    if rule is not None:
+        return ls.standing(ls.sums_afresh(rule, allegations, clock))
+    sums = ls.new_sums()
     for a in allegations.values():
-        if a[_VAWG]:
-            score += a[_CENTS]
-            count += 1
-            if a[_RECORDED] > newest:
-                newest = a[_RECORDED]
-            victims.update(a[_VICTIMS])
-    return score, count, newest, victims
+        if a[2]:
+            ls.add(sums, a, ls.SCORED)
+    return ls.standing(sums)
 
 
-def summarise(rec: Optional[list]) -> Summary:
-    """A suspect's standing summed afresh from the allegations of his record (None: no record)."""
-    score, count, newest, victims = _sums(record_allegations(rec))
-    return _tuple_new(Summary, (score, count, newest, len(victims)))
+class Explanation(NamedTuple):
+    """Why a suspect stands where he does in a list: his standing and every allegation of his in the window."""
 
-
-def _standing(rec: list) -> Summary:
-    """A suspect's standing from the running sums of his record: O(1)."""
-    return _tuple_new(Summary, (rec[_SCORE], rec[_COUNT], rec[_NEWEST], len(rec[_VICTIM_COUNTS])))
-
-
-_UNSET = object()
+    summary: Summary
+    allegations: list  # [(crime_ref, Allegation)], oldest first (the next to leave the window first)
+    eligible: bool
+    earlier_score: int  # an escalation list: the harm of his counted allegations before the recent part
 
 
 class Ledger:
-    def __init__(self, store: Store, top_n: int = 100, window_days: int = 365, min_allegations: int = 2,
-                 book_capacity: Optional[int] = None):
+    def __init__(self, store: Store, top_n: int = TOP_N, window_days: int = WINDOW_DAYS,
+                 min_allegations: int = MIN_ALLEGATIONS, book_capacity: Optional[int] = None,
+                 lists: Optional[Sequence[ListSpec]] = None):
         self.store = store
-        self.window_us = window_days * US_PER_DAY
-        self.min_allegations = min_allegations
-        self.top_n = top_n
+        self.rules = ls.rules_of(lists or default_lists(top_n, window_days, min_allegations))
+        self.window_us = max(rule.window_us for rule in self.rules)
+        # The spans whose crossing moves an allegation between parts without leaving the ledger.
+        self._spans = sorted({s for r in self.rules for s in (r.span_us, r.window_us)} - {self.window_us})
         self._book_capacity = book_capacity
-        self._book: Optional[TopBook] = None
-        # suspect -> (why, cause) since the last flush; a cause that is an int is the clock
+        self._books: Optional[list] = None
+        # per list: suspect -> (why, cause) since the last flush; a cause that is an int is the clock
         # ("clock:<as_of>", formatted by flush() only if it is sent on)
-        self._dirty: dict = {}
-        # The suspects with an "ann:" key (at most N): derived from the store with the book, so that
-        # flush() reads the store only for those it may have to announce or withdraw.
-        self._announced: set = set()
-        self._xkey: tuple = (None, None)  # (hour, "x:<hour>") of the last expiry bucket written
+        self._dirty: list = [{} for _ in self.rules]
+        # per list: the suspects in _dirty only to be compared after a restart; whatever moves them names the cause
+        self._rechecks: list = [set() for _ in self.rules]
+        # per list: the suspects with an "ann:<list>:" key (at most N), derived from the store with the book
+        self._announced: list = [set() for _ in self.rules]
+        self.expiry = ExpiryIndex(store)
         self._clock_iso: tuple = (None, None)  # (as_of, "clock:<as_of>") last formatted
+        self._lists_checked = False
 
     # -- reading -----------------------------------------------------------------
 
@@ -98,51 +88,122 @@ class Ledger:
     def as_of(self) -> int:
         return self.store.get("clock", 0)
 
+    def index_of(self, name: Optional[str]) -> int:
+        """The position of a list by name (None: the first list)."""
+        if name is None:
+            return 0
+        for i, rule in enumerate(self.rules):
+            if rule.name == name:
+                return i
+        raise KeyError(name)
+
+    def _check_lists(self) -> None:
+        """On first use: if the store's sums were kept for other lists (a changed lists file), sum every
+        record afresh for these, recount, and drop what was announced for lists no longer kept."""
+        self._lists_checked = True
+        settings = [rule.spec.settings_text() for rule in self.rules]
+        store = self.store
+        if store.get("lists") == settings:
+            return
+        tracked, eligible = ls.sum_records_afresh(store, self.rules, self.as_of)
+        names = {rule.name for rule in self.rules}
+        for key, _ in list(store.scan("ann:")):
+            if key.split(":", 2)[1] not in names:
+                del store[key]
+        store["stats"] = [tracked, eligible]
+        store["lists"] = settings
+
+    @property
+    def books(self) -> list:
+        if self._books is None:  # first use, or after a restart: rebuild from the store
+            if not self._lists_checked:
+                self._check_lists()
+            books = []
+            for i, rule in enumerate(self.rules):
+                capacity = self._book_capacity if self._book_capacity is None else max(
+                    self._book_capacity, rule.top_n)
+                book = TopBook(rule.top_n, capacity, lambda i=i: self._eligible_keys(i))
+                book.rebuild(self._eligible_keys(i))
+                books.append(book)
+            self._books = books
+            self._reconcile()
+        return self._books
+
     @property
     def book(self) -> TopBook:
-        if self._book is None:  # first use, or after a restart: rebuild from the store
-            self._book = TopBook(self.top_n, self._book_capacity, self._eligible_keys)
-            self._book.rebuild(self._eligible_keys())
-            self._reconcile()
-        return self._book
+        """The first list's book."""
+        return self.books[0]
 
     def _reconcile(self) -> None:
         """After a restart, have the next flush compare every announced and every current member.
 
         A crash between a change and its flush leaves the store ahead of what
         was announced; replaying the input finds nothing to change, so the
-        difference is found here instead (O(N), once per restart).
+        difference is found here instead (O(N) a list, once per restart).
         """
-        cause = "clock:" + us_to_iso(self.as_of)
-        self._announced = set()
-        for key, _ in self.store.scan("ann:"):
-            self._announced.add(key[4:])
-            self._dirty.setdefault(key[4:], (WHY_DISPLACED, cause))
-        for suspect in self.book.members():
-            self._dirty.setdefault(suspect, (WHY_DISPLACED, cause))
+        cause = self.as_of  # the clock, unless a change names a better cause before the flush (_rechecks)
+        for i, rule in enumerate(self.rules):
+            prefix = f"ann:{rule.name}:"
+            self._announced[i] = set()
+            for key, _ in self.store.scan(prefix):
+                self._announced[i].add(key[len(prefix):])
+                self._recheck(i, key[len(prefix):], cause)
+            for suspect in self._books[i].members():
+                self._recheck(i, suspect, cause)
+
+    def _recheck(self, i: int, suspect: str, cause: int) -> None:
+        if suspect not in self._dirty[i]:
+            self._dirty[i][suspect] = (WHY_DISPLACED, cause)
+            self._rechecks[i].add(suspect)
+
+    def _touch(self, i: int, suspect: str, why: str, cause) -> None:
+        """Mark him changed in list i with (why, cause), unless a change of his own already named one."""
+        if suspect not in self._dirty[i] or suspect in self._rechecks[i]:
+            self._dirty[i][suspect] = (why, cause)
+            self._rechecks[i].discard(suspect)
 
     def allegations(self, suspect: str) -> dict:
-        """crime_ref -> Allegation of every allegation of his in the window."""
+        """crime_ref -> Allegation of every allegation of his in the ledger's window."""
         rec = self.store.get("p:" + suspect)
         return {ref: Allegation(a[0], a[1], a[2], a[3], tuple(a[4])) for ref, a in record_allegations(rec).items()}
 
-    def summary(self, suspect: str) -> Optional[Summary]:
+    def explain(self, suspect: str, name: Optional[str] = None) -> Optional[Explanation]:
+        """His standing in a list (default the first) summed afresh, and all his allegations, or None."""
         rec = self.store.get("p:" + suspect)
-        return None if rec is None else _standing(rec)
+        if rec is None:
+            return None
+        rule = self.rules[self.index_of(name)]
+        sums = ls.sums_afresh(rule, rec[_ALLEGATIONS], self.as_of)
+        allegations = sorted(self.allegations(suspect).items(), key=lambda item: (item[1].recorded_at, item[0]))
+        return Explanation(ls.standing(sums), allegations, ls.eligible(rule, sums), ls.earlier_score(sums))
 
-    def eligible(self, summary: Summary) -> bool:
-        return summary.allegations >= self.min_allegations
+    def counts(self, suspect: str, name: Optional[str] = None) -> dict:
+        """crime_ref -> whether the list counts it, for each of his allegations (the lists that count it)."""
+        rule = self.rules[self.index_of(name)]
+        return {ref: ls.counts_allegation(rule.offences, a[0], a[2])
+                for ref, a in record_allegations(self.store.get("p:" + suspect)).items()}
 
-    def stats(self) -> tuple[int, int]:
-        """(suspects tracked, suspects eligible) in this partition."""
-        tracked, eligible = self.store.get("stats", [0, 0])
-        return tracked, eligible
+    def linked_offences(self, suspect: str, name: Optional[str] = None) -> int:
+        """How many of his allegations in the list's window the list does not count."""
+        rule = self.rules[self.index_of(name)]
+        return ls.linked_count(rule, record_allegations(self.store.get("p:" + suspect)), self.as_of)
 
-    def _eligible_keys(self):
+    def summary(self, suspect: str, name: Optional[str] = None) -> Optional[Summary]:
+        """His standing in a list (default the first) from the running sums, or None without a record."""
+        rec = self.store.get("p:" + suspect)
+        return None if rec is None else ls.standing(rec[_SUMS][self.index_of(name)])
+
+    def stats(self, name: Optional[str] = None) -> tuple[int, int]:
+        """(suspects tracked, suspects eligible in a list (default the first)) in this partition."""
+        tracked, eligible = self.store.get("stats", [0, {}])
+        return tracked, eligible.get(self.rules[self.index_of(name)].name, 0)
+
+    def _eligible_keys(self, i: int):
+        rule = self.rules[i]
         for key, rec in self.store.scan("p:"):
-            summary = _standing(rec)
-            if self.eligible(summary):
-                yield rank_key(key[2:], summary)
+            sums = rec[_SUMS][i]
+            if ls.eligible(rule, sums):
+                yield ls.key_of(key[2:], sums)
 
     # -- writing -----------------------------------------------------------------
 
@@ -152,16 +213,15 @@ class Ledger:
 
     def apply_many(self, updates) -> None:
         """apply() each update in turn; a run of updates of one suspect (a merge moves many) is summed once."""
+        if not self._lists_checked:  # the records' sums are for these lists from here on
+            self._check_lists()
         store = self.store
-        window_us = self.window_us
         i, n = 0, len(updates)
         while i < n:
             suspect, crime_ref, alleg, why, cause, at = updates[i]
-            clock = store.get("clock", 0)
-            if at > clock:
+            if at > store.get("clock", 0):
                 self.advance(at)
-                clock = store.get("clock", 0)
-            cutoff = clock - window_us
+            cutoff = store.get("clock", 0) - self.window_us
             changes: list = []
             while True:
                 if alleg is None or alleg[3] <= cutoff:  # None, or already outside the window
@@ -178,185 +238,160 @@ class Ledger:
                 crime_ref, alleg = u[1], u[2]
             self._set(suspect, changes, why, cause)
 
+    def _standings(self, rec: Optional[list]) -> Optional[list]:
+        """[(Summary, eligible)] of each list, or None without a record."""
+        if rec is None:
+            return None
+        return [(ls.standing(sums), ls.eligible(rule, sums)) for rule, sums in zip(self.rules, rec[_SUMS])]
+
     def _set(self, suspect: str, changes: list, why: str, cause) -> None:
-        """Set each (crime_ref, allegation record or None) of one suspect; his standing is compared once."""
-        store = self.store
+        """Set each (crime_ref, allegation record or None) of one suspect; his standings are compared once."""
+        if self._books is None:
+            self.books  # built (after a restart) before the store changes: each change is then a move in them
         key = "p:" + suspect
-        rec = store.get(key)
-        allegations: Any = None if rec is None else rec[_ALLEGATIONS]
-        before: Any = _UNSET  # his standing before the first change, once there is one
-        newest_gone = False  # his newest VAWG allegation was taken out: found again at the end
+        rec = self.store.get(key)
+        clock = self.as_of
+        before: Any = _UNSET
+        gone: set = set()  # lists whose newest scored allegation was taken out: found again at the end
         for crime_ref, new in changes:
-            old = None if allegations is None else allegations.get(crime_ref)
+            old = None if rec is None else rec[_ALLEGATIONS].get(crime_ref)
             if old == new:
                 # Nothing to change, but flush() still checks him against what was announced:
                 # after a crash before a flush, the replayed input lands here.
-                self._dirty.setdefault(suspect, (why, cause))
+                for i in range(len(self.rules)):
+                    self._touch(i, suspect, why, cause)
                 continue
             if before is _UNSET:
+                before = self._standings(rec)
                 if rec is None:
-                    before = None
-                    rec = [0, 0, 0, {}, {}]
-                    allegations = rec[_ALLEGATIONS]
-                else:
-                    before = _standing(rec)
+                    rec = [[ls.new_sums() for _ in self.rules], {}]
             # Changed in place and written back: the store's value is ours until written.
+            for i, rule in enumerate(self.rules):
+                sums = rec[_SUMS][i]
+                if old is not None and ls.remove(sums, old, ls.part(rule, old, clock)):
+                    gone.add(i)
+                if new is not None:
+                    ls.add(sums, new, ls.part(rule, new, clock))
             if old is not None:
-                del allegations[crime_ref]
-                if old[_VAWG]:
-                    rec[_SCORE] -= old[_CENTS]
-                    rec[_COUNT] -= 1
-                    counts = rec[_VICTIM_COUNTS]
-                    for v in old[_VICTIMS]:
-                        if counts[v] == 1:
-                            del counts[v]
-                        else:
-                            counts[v] -= 1
-                    if old[_RECORDED] == rec[_NEWEST]:
-                        newest_gone = True
+                del rec[_ALLEGATIONS][crime_ref]
+                if new is None or old[_RECORDED] != new[_RECORDED]:
+                    self.expiry.unindex(suspect, crime_ref, old[_RECORDED])
             if new is not None:
-                allegations[crime_ref] = new
+                rec[_ALLEGATIONS][crime_ref] = new
                 if old is None or old[_RECORDED] != new[_RECORDED]:
-                    self._index_expiry(suspect, crime_ref, new[_RECORDED])
-                if new[_VAWG]:
-                    rec[_SCORE] += new[_CENTS]
-                    rec[_COUNT] += 1
-                    if new[_RECORDED] > rec[_NEWEST]:
-                        rec[_NEWEST] = new[_RECORDED]
-                    counts = rec[_VICTIM_COUNTS]
-                    for v in new[_VICTIMS]:
-                        counts[v] = counts.get(v, 0) + 1
-        if before is _UNSET:
-            return
-        if allegations:
-            if newest_gone:  # expiries take the oldest, so this is rare
-                newest = 0
-                for a in allegations.values():
-                    if a[_VAWG] and a[_RECORDED] > newest:
-                        newest = a[_RECORDED]
-                rec[_NEWEST] = newest
-            store[key] = rec
-            after = _standing(rec)
+                    self.expiry.index(suspect, crime_ref, new[_RECORDED])
+        if before is not _UNSET:
+            self._write(suspect, rec, before, gone, clock, why, cause)
+
+    def _write(self, suspect: str, rec: list, before: Optional[list], gone: set, clock: int, why: str,
+               cause) -> None:
+        """Store his changed record (or delete an empty one) and let each list's book know."""
+        if rec[_ALLEGATIONS]:
+            for i in gone:
+                ls.find_newest(self.rules[i], rec[_SUMS][i], rec[_ALLEGATIONS], clock)
+            self.store["p:" + suspect] = rec
+            after = self._standings(rec)
         else:
-            del store[key]
+            del self.store["p:" + suspect]
             after = None
-        self._changed(suspect, before, after, why, cause)
-
-    def _changed(self, suspect: str, before: Optional[Summary], after: Optional[Summary], why: str,
-                 cause) -> None:
-        least = self.min_allegations  # eligible(), inline
-        was_eligible = before is not None and before[1] >= least
-        is_eligible = after is not None and after[1] >= least
-        if (before is None) != (after is None) or was_eligible != is_eligible:
-            tracked, eligible = self.stats()
-            tracked += (after is not None) - (before is not None)
-            eligible += is_eligible - was_eligible
-            self.store["stats"] = [tracked, eligible]
-        if before == after:
-            return
-        dirty = self._dirty
-        dirty[suspect] = (why, cause)
-        # rank_key(suspect, after), inline
-        entered, exited = self.book.update(suspect, (-after[0], -after[1], -after[2], suspect)
-                                           if is_eligible and after is not None
-                                           else None)
-        if entered or exited:
+        self._count(before, after)
+        books = self.books
+        for i in range(len(self.rules)):
+            was = None if before is None else before[i]
+            now = None if after is None else after[i]
+            if was == now:
+                continue
+            self._dirty[i][suspect] = (why, cause)
+            self._rechecks[i].discard(suspect)
+            new_key = (-now[0][0], -now[0][1], -now[0][2], suspect) if now is not None and now[1] else None
+            entered, exited = books[i].update(suspect, new_key)
             for other in entered + exited:
-                if other != suspect and other not in dirty:
-                    dirty[other] = (WHY_DISPLACED, cause)
+                if other != suspect:
+                    self._touch(i, other, WHY_DISPLACED, cause)
 
-    def _index_expiry(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
-        """Index an allegation under the hour it was recorded in.
-
-        A bucket ("x:<hour>") is three parallel lists, [recorded_at...], [suspect...], [crime_ref...],
-        in the order of (recorded_at, suspect, crime_ref): a search compares plain ints, not lists.
-        """
-        hour = recorded_at // US_PER_HOUR
-        last_hour, key = self._xkey
-        if hour != last_hour:
-            key = f"x:{hour}"
-            self._xkey = (hour, key)
-        store = self.store
-        bucket = store.get(key)
-        if bucket is None:
-            store[key] = [[recorded_at], [suspect], [crime_ref]]
-            # Every bucket at or after the cursor survives advance(), so only a new one can move it.
-            cursor = store.get("x-cursor")
-            if cursor is None or hour < cursor:
-                store["x-cursor"] = hour
-            return
-        times, suspects, refs = bucket
-        last = times[-1]
-        if recorded_at > last or (recorded_at == last and (suspect, crime_ref) >= (suspects[-1], refs[-1])):
-            times.append(recorded_at)  # in order of arrival
-            suspects.append(suspect)
-            refs.append(crime_ref)
-        else:  # after every entry that is not greater (bisect.insort of the whole entry)
-            i = bisect_left(times, recorded_at)
-            end = bisect_right(times, recorded_at, i)
-            while i < end and (suspects[i], refs[i]) <= (suspect, crime_ref):
-                i += 1
-            times.insert(i, recorded_at)
-            suspects.insert(i, suspect)
-            refs.insert(i, crime_ref)
-        store[key] = bucket
+    def _count(self, before: Optional[list], after: Optional[list]) -> None:
+        """Keep "stats" ([suspects tracked, {list: suspects eligible}]) up to date."""
+        if (before is None) != (after is None) or any(
+                (before is not None and before[i][1]) != (after is not None and after[i][1])
+                for i in range(len(self.rules))):
+            tracked, eligible = self.store.get("stats", [0, {}])
+            tracked += (after is not None) - (before is not None)
+            eligible = dict(eligible)
+            for i, rule in enumerate(self.rules):
+                change = bool(after is not None and after[i][1]) - bool(before is not None and before[i][1])
+                if change:
+                    eligible[rule.name] = eligible.get(rule.name, 0) + change
+            self.store["stats"] = [tracked, eligible]
 
     def advance(self, as_of: int) -> None:
-        """Move the clock forward to `as_of` and age out what leaves the window."""
+        """Move the clock forward to `as_of`: allegations move between the parts of each list, or age out.
+
+        Every allegation whose recorded_at + span (of any list: an escalation list's
+        recent days, a list window shorter than the ledger's) or + window was passed
+        is classed again, so each record's sums always stand at the ledger's clock.
+        """
         store = self.store
-        if as_of <= store.get("clock", 0):
+        old = store.get("clock", 0)
+        if as_of <= old:
             return
+        if not self._lists_checked:
+            self._check_lists()
         store["clock"] = as_of
-        cursor = store.get("x-cursor")
-        if cursor is None:
+        due: dict = {}  # suspect -> {crime_ref: (recorded_at, leaves the ledger)}
+        for span in self._spans:
+            for t, suspect, ref in self.expiry.crossing(old - span, as_of - span):
+                due.setdefault(suspect, {})[ref] = (t, False)
+        for t, suspect, ref in self.expiry.due(as_of - self.window_us):
+            due.setdefault(suspect, {})[ref] = (t, True)
+        for suspect, refs in due.items():
+            self._reclass(suspect, refs, old, as_of)
+
+    def _reclass(self, suspect: str, refs: dict, old: int, clock: int) -> None:
+        """Move his allegations in `refs` from their parts at the `old` clock to those at `clock`."""
+        rec = self.store.get("p:" + suspect)
+        if rec is None:
             return
-        cutoff = as_of - self.window_us
-        last_hour = cutoff // US_PER_HOUR
-        if last_hour < cursor:
-            return
-        cause = as_of  # the clock: formatted by flush() if it is sent on
-        for hour in range(cursor, last_hour + 1):
-            key = f"x:{hour}"
-            bucket = store.get(key)
-            if bucket is None or bucket[0][0] > cutoff:
-                continue
-            times, suspects, refs = bucket
-            split = bisect_right(times, cutoff)
-            for j in range(split):
-                suspect, crime_ref = suspects[j], refs[j]
-                rec = store.get("p:" + suspect)
-                current = None if rec is None else rec[_ALLEGATIONS].get(crime_ref)
-                if current is not None and current[_RECORDED] == times[j]:
-                    self._set(suspect, [(crime_ref, None)], WHY_EXPIRED, cause)
-            if split < len(times):
-                del times[:split]
-                del suspects[:split]
-                del refs[:split]
-                store[key] = bucket
-            else:
-                del store[key]
-        store["x-cursor"] = last_hour
+        allegations = rec[_ALLEGATIONS]
+        before = self._standings(rec)
+        gone: set = set()
+        for ref, (t, leaves) in refs.items():
+            a = allegations.get(ref)
+            if a is None or a[_RECORDED] != t:
+                continue  # a stale entry: that allegation left or moved (it has its own entry)
+            for i, rule in enumerate(self.rules):
+                was, now = ls.part(rule, a, old), ls.part(rule, a, clock)
+                if was != now:
+                    if ls.remove(rec[_SUMS][i], a, was):
+                        gone.add(i)
+                    ls.add(rec[_SUMS][i], a, now)
+            if leaves:
+                del allegations[ref]
+        self._write(suspect, rec, before, gone, clock, WHY_EXPIRED, clock)
 
     def flush(self) -> list:
-        """The local top-N changes since the last flush, as absolute CandidateUpdates.
+        """Each list's local top-N changes since the last flush, as absolute CandidateUpdates.
 
         Compared against what was last announced (kept in the store), not against
         the previous state, so an update lost in a crash is announced on replay.
         """
         out: list = []
-        dirty = self._dirty
-        if not dirty:
-            return out
-        members = self.book._members  # is_member(), inline
+        for i, rule in enumerate(self.rules):
+            if self._dirty[i]:
+                self._flush_list(i, rule.name, out)
+        return out
+
+    def _flush_list(self, i: int, name: str, out: list) -> None:
+        members = self.books[i]._members  # is_member(), inline
         store = self.store
-        was_announced = self._announced
+        was_announced = self._announced[i]
+        dirty = self._dirty[i]
         for suspect, (why, cause) in dirty.items():
             member = suspect in members
             if not member and suspect not in was_announced:
                 continue  # was not a candidate and still is not: the common case
-            ann_key = "ann:" + suspect
+            ann_key = f"ann:{name}:{suspect}"
             announced = store.get(ann_key)
-            summary = self.summary(suspect)
+            summary = self.summary(suspect, name)
             now = list(summary) if member and summary is not None else None  # a member has a record
             if now == announced:
                 continue
@@ -368,9 +403,9 @@ class Ledger:
                 was_announced.add(suspect)
             if cause.__class__ is int:
                 cause = self._clock_cause(cause)
-            out.append(CandidateUpdate(suspect, member, summary, why, cause))
+            out.append(CandidateUpdate(suspect, member, summary, why, cause, name))
         dirty.clear()
-        return out
+        self._rechecks[i].clear()
 
     def _clock_cause(self, as_of: int) -> str:
         last, cause = self._clock_iso

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import NamedTuple, Optional
 
+from schemas.lists import DEFAULT_LIST_NAME
+
 # Why an allegation or a suspect's summary changed. The ranker turns the
 # lowering ones into the `reason` of a `ranking.exited` event.
 WHY_ADDED = "added"
@@ -51,7 +53,7 @@ class Summary(NamedTuple):
 
 
 class CandidateUpdate(NamedTuple):
-    """Ledger -> ranker: suspect is now in (candidate) or out of his partition's local top N.
+    """Ledger -> ranker: suspect is now in (candidate) or out of his partition's local top N of a list.
 
     `summary` is his standing now (None once he has no allegation left in the
     window); the ranker shows it in the exit event of one who leaves.
@@ -62,6 +64,7 @@ class CandidateUpdate(NamedTuple):
     summary: Optional[Summary]
     why: str
     cause: str
+    list_name: str = DEFAULT_LIST_NAME  # the list whose local top N it is
 
 
 def rank_key(suspect: str, summary: Summary) -> tuple:
@@ -84,8 +87,8 @@ def allegation_update_from_json(v: list) -> AllegationUpdate:
 
 
 def candidate_update_to_json(c: CandidateUpdate) -> list:
-    return [c.suspect, c.candidate, None if c.summary is None else list(c.summary), c.why, c.cause]
+    return [c.suspect, c.candidate, None if c.summary is None else list(c.summary), c.why, c.cause, c.list_name]
 
 
 def candidate_update_from_json(v: list) -> CandidateUpdate:
-    return CandidateUpdate(v[0], v[1], None if v[2] is None else Summary(*v[2]), v[3], v[4])
+    return CandidateUpdate(v[0], v[1], None if v[2] is None else Summary(*v[2]), v[3], v[4], v[5])

@@ -12,12 +12,19 @@ record whichever partition it lands in, as a one-process replay does, and each
 partition rewrites its own reports and moves their allegations. All partitions
 see the same merges in the same order (the intake sends them all from one input
 partition), so they decide each one alike.
+
+Retention (SPEC §9): a report recorded more than `retention_days` before the
+clock is forgotten with the event ids kept on it, and a merge made that long
+ago with its alias and its id. Both are indexed by the hour of their time
+("f:<hour>" buckets), so `advance()` costs what it forgets. A cancelled report
+keeps only its mark (recorded_at, cancelled, event ids) until then.
 """
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from typing import NamedTuple, Optional
 
-from schemas.events import (ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
+from schemas.events import (US_PER_DAY, ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
                             SuspectsMerged, SuspectUnlinked)
 
 from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Allegation, AllegationUpdate
@@ -70,18 +77,26 @@ def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
 
 _tuple_new = tuple.__new__  # a NamedTuple without its Python-level __new__: _tuple_new(Cls, (fields...))
 
+US_PER_HOUR = US_PER_DAY // 24
+CLOCK_KEY = "clock"  # the newest time the register was advanced to
+FORGET_CURSOR_KEY = "f-cursor"  # the last hour whose retention bucket advance() has worked
+
 
 class Register:
     """The register's store: "r:<crime_ref>" a report (the list above), "al:<suspect>" either the
     id he was merged into (a str) or, while he is canonical, the crime_refs of this partition's
     reports that name him (a list: the suspect -> reports index that a merge rewrites), and
-    "e:<event_id>" for every merge applied (merges name no report to remember them on).
-    One key per suspect, so a new report reads and writes it once to resolve and index him.
+    "e:<event_id>" for every merge applied (merges name no report to remember them on), holding the
+    id it made an alias. One key per suspect, so a new report reads and writes it once to resolve
+    and index him. With a retention, "f:<hour>" lists the reports and merges of that hour by time,
+    [[time...], ["r:<crime_ref>" or "e:<event_id>"...]], for `advance()` to forget.
     """
 
-    def __init__(self, store: Store, harm_table):
+    def __init__(self, store: Store, harm_table, retention_days: Optional[int] = None):
         self.store = store
         self.harm = harm_table
+        self.retention_us = None if retention_days is None else retention_days * US_PER_DAY
+        self._fkey: tuple = (None, None)  # (hour, "f:<hour>") of the last retention bucket written
 
     # -- reading -----------------------------------------------------------------
 
@@ -92,8 +107,12 @@ class Register:
         """The id his record lives under now (merges followed)."""
         return resolve(self.store, suspect)
 
-    def _allegation(self, rec: list) -> Allegation:
+    def _allegation(self, rec: list) -> Optional[Allegation]:
+        """What the report makes of each of its suspects' allegations; None (it counts for nothing) when its
+        offence code is not in the harm table any more (a worker restarted with another table)."""
         entry = self.harm.get(rec[_CODE])
+        if entry is None:
+            return None
         victims = rec[_VICTIMS]
         flag = rec[_FLAG]
         if len(victims) == 1:  # the common case
@@ -103,6 +122,18 @@ class Register:
         vawg = flag if flag is not None else (entry.vawg and "F" in [v[1] for v in victims])
         return _tuple_new(Allegation, (rec[_CODE], entry.days_cents, vawg, rec[_RECORDED],
                                        tuple([v[0] for v in victims])))
+
+    def rescore(self, cause: str, at: int) -> list:
+        """Every allegation of this partition's live reports, as the harm table now scores it (SPEC §9: a
+        changed table); absolute facts, so the ledger moves only what changed, with `cause`."""
+        updates = []
+        for key, rec in self.store.scan("r:"):
+            if rec[_CANCELLED]:
+                continue
+            allegation = self._allegation(rec)
+            updates.extend(_tuple_new(AllegationUpdate, (s, key[2:], allegation, WHY_CORRECTED, cause, at))
+                           for s in rec[_SUSPECTS])
+        return updates
 
     # -- writing -----------------------------------------------------------------
 
@@ -173,12 +204,14 @@ class Register:
                 suspect = value  # an alias: follow it (resolve(), inline)
             suspects = [suspect]
             store[key] = [code, flag, at, victim_rows, suspects, False, [event_id]]
+            self._remember(key, at)
             return _tuple_new(Outcome, (ACCEPTED, None, [
                 _tuple_new(AllegationUpdate, (suspect, crime_ref, alleg, WHY_ADDED, event_id, at))]))
         suspects = sorted({resolve(store, s) for s in ev.suspects})
         store[key] = [code, flag, at, victim_rows, suspects, False, [event_id]]
         for s in suspects:
             self._index_add(s, crime_ref)
+        self._remember(key, at)
         return _tuple_new(Outcome, (ACCEPTED, None, [
             _tuple_new(AllegationUpdate, (s, crime_ref, alleg, WHY_ADDED, event_id, at)) for s in suspects]))
 
@@ -192,10 +225,13 @@ class Register:
                                         for s in rec[_SUSPECTS]])
 
     def _cancel(self, key: str, rec: list, ev: ReportCancelled) -> Outcome:
-        rec[_CANCELLED] = True
-        self.store[key] = rec
+        """Keep only the mark (recorded_at, cancelled, event ids): its suspects and victims go at once."""
+        suspects = rec[_SUSPECTS]
+        for s in suspects:
+            self._index_remove(s, ev.crime_ref)
+        self.store[key] = [None, None, rec[_RECORDED], [], [], True, rec[_EVENTS]]
         return Outcome(ACCEPTED, None, [AllegationUpdate(s, ev.crime_ref, None, WHY_CORRECTED, ev.event_id, ev.at)
-                                        for s in rec[_SUSPECTS]])
+                                        for s in suspects])
 
     def _link(self, key: str, rec: list, ev: SuspectLinked) -> Outcome:
         suspect = resolve(self.store, ev.suspect_id)
@@ -224,8 +260,10 @@ class Register:
         src, into = resolve(store, ev.suspect_id), resolve(store, ev.into)
         if src == into:
             return rejected("self_merge", f"{ev.suspect_id!r} and {ev.into!r} are already one suspect ({src!r})")
-        store["e:" + ev.event_id] = 1
-        return Outcome(ACCEPTED, None, self._move(src, into, ev.event_id, ev.at))
+        store["e:" + ev.event_id] = src  # the alias it made: forgotten with it
+        outcome = Outcome(ACCEPTED, None, self._move(src, into, ev.event_id, ev.at))
+        self._remember("e:" + ev.event_id, ev.at)
+        return outcome
 
     def _move(self, src: str, into: str, cause: str, at: int) -> list:
         """Make canonical `src` an alias of canonical `into`: rewrite this partition's reports of src
@@ -284,3 +322,92 @@ class Register:
             self.store[key] = refs
         else:
             del self.store[key]
+
+    # -- retention ---------------------------------------------------------------
+
+    def _cutoff(self) -> Optional[int]:
+        """Reports and merges with a time before this are forgotten (None: kept for ever)."""
+        if self.retention_us is None:
+            return None
+        return self.store.get(CLOCK_KEY, 0) - self.retention_us
+
+    def _remember(self, key: str, at: int) -> None:
+        """Index a report ("r:") or merge ("e:") under the hour of its time; forget it now if already due."""
+        cutoff = self._cutoff()
+        if cutoff is None:
+            return
+        if at < cutoff:
+            self._forget(key)
+            return
+        store = self.store
+        hour = at // US_PER_HOUR
+        last_hour, bkey = self._fkey
+        if hour != last_hour:
+            bkey = f"f:{hour}"
+            self._fkey = (hour, bkey)
+        bucket = store.get(bkey)
+        if bucket is None:
+            store[bkey] = [[at], [key]]
+            cursor = store.get(FORGET_CURSOR_KEY)
+            if cursor is None or hour < cursor:
+                store[FORGET_CURSOR_KEY] = hour
+            return
+        times, keys = bucket
+        if at > times[-1] or (at == times[-1] and key >= keys[-1]):
+            times.append(at)
+            keys.append(key)
+        else:
+            entries = list(zip(times, keys))
+            insort(entries, (at, key))
+            bucket = [[t for t, _ in entries], [k for _, k in entries]]
+        store[bkey] = bucket
+
+    def advance(self, as_of: int) -> None:
+        """Move the clock forward to `as_of` and forget what has left the retention period."""
+        store = self.store
+        if as_of <= store.get(CLOCK_KEY, 0):
+            return
+        store[CLOCK_KEY] = as_of
+        if self.retention_us is None:
+            return
+        cursor = store.get(FORGET_CURSOR_KEY)
+        if cursor is None:
+            return
+        cutoff = as_of - self.retention_us
+        last_hour = (cutoff - 1) // US_PER_HOUR  # the hour of the newest time that is due
+        if last_hour < cursor:
+            return
+        for hour in range(cursor, last_hour + 1):
+            bkey = f"f:{hour}"
+            bucket = store.get(bkey)
+            if bucket is None or bucket[0][0] >= cutoff:
+                continue
+            times, keys = bucket
+            split = bisect_left(times, cutoff)
+            for j in range(split):
+                self._forget(keys[j], times[j])
+            if split < len(times):
+                store[bkey] = [times[split:], keys[split:]]
+            else:
+                del store[bkey]
+        store[FORGET_CURSOR_KEY] = last_hour
+
+    def _forget(self, key: str, at: Optional[int] = None) -> None:
+        """Take a report, or a merge and its alias, out of the state (`at`: the time it was indexed at)."""
+        store = self.store
+        value = store.get(key)
+        if value is None:
+            return
+        if key.startswith("e:"):
+            del store[key]
+            if value.__class__ is str and store.get("al:" + value).__class__ is str:
+                # Only this merge can have made it: an alias is set only on a canonical id, and
+                # the id is canonical again only once this entry (and the alias) is forgotten.
+                del store["al:" + value]
+            return
+        if at is not None and value[_RECORDED] != at:
+            return  # forgotten before and recorded again since: its own entry comes later
+        del store[key]
+        crime_ref = key[2:]
+        for s in value[_SUSPECTS]:
+            self._index_remove(s, crime_ref)

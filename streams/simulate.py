@@ -623,6 +623,119 @@ def load_days(path: Optional[str] = None) -> dict[str, float]:
     return out
 
 
+class _FeedTally:
+    """Running counts of a feed for :func:`describe`; one event at a time, duplicates skipped."""
+
+    def __init__(self, days: Mapping[str, float], vawg_codes: frozenset) -> None:
+        self.days = days
+        self.vawg_codes = vawg_codes
+        self.by_type: Counter = Counter()
+        self.by_offence: Counter = Counter()
+        self.suspects: set = set()
+        self.victims: set = set()
+        self.sexes: Counter = Counter()
+        self.harm: Counter = Counter()
+        self.seen_ids: set = set()
+        self.events = self.reports = self.no_suspect = self.two_suspects = 0
+        self.explicit = self.vawg_reports = self.late = self.duplicates = 0
+        self.newest = ""
+
+    def add(self, ev: Mapping) -> None:
+        """Count one event: its type, its lateness, and what a report names."""
+        self.events += 1
+        if self._is_duplicate(ev.get("event_id")):
+            return
+        typ = ev.get("type")
+        self.by_type[str(typ)] += 1
+        self._note_time(ev.get("at"))
+        if typ == "report.recorded":
+            self._add_report(ev)
+        elif typ == "suspect.linked" and isinstance(ev.get("suspect_id"), str):
+            self.suspects.add(ev["suspect_id"])
+
+    def _is_duplicate(self, eid: object) -> bool:
+        """True for an ``event_id`` seen already; a new one is remembered."""
+        if not isinstance(eid, str):
+            return False
+        if eid in self.seen_ids:
+            self.duplicates += 1
+            return True
+        self.seen_ids.add(eid)
+        return False
+
+    def _note_time(self, at: object) -> None:
+        """Count an event older than the newest seen as late; ``at`` unreadable is ignored."""
+        if not (isinstance(at, str) and len(at) >= 20):
+            return
+        try:
+            at_us = datetime_to_us(_dt.datetime.fromisoformat(at))
+        except ValueError:
+            return
+        if self.newest and at_us < self.newest:
+            self.late += 1
+        self.newest = max(self.newest or at_us, at_us)
+
+    def _add_report(self, ev: Mapping) -> None:
+        """Count a report.recorded: its code, its suspects and victims, its VAWG harm."""
+        self.reports += 1
+        code = ev.get("offence_code")
+        self.by_offence[str(code)] += 1
+        names = ev.get("suspects") if isinstance(ev.get("suspects"), list) else []
+        vics = ev.get("victims") if isinstance(ev.get("victims"), list) else []
+        names = list(dict.fromkeys(x for x in names if isinstance(x, str)))
+        if not names:
+            self.no_suspect += 1
+        elif len(names) == 2:
+            self.two_suspects += 1
+        self.suspects.update(names)
+        for v in vics:
+            if isinstance(v, dict):
+                self.victims.add(v.get("id"))
+                self.sexes[v.get("sex")] += 1
+        if self._is_vawg(ev, code, vics):
+            self.vawg_reports += 1
+            d = float(self.days.get(code, 0.0)) if isinstance(code, str) else 0.0
+            for s in names:
+                self.harm[s] += d
+
+    def _is_vawg(self, ev: Mapping, code: object, vics: list) -> bool:
+        """The report's ``vawg`` flag, else a female victim and a VAWG code."""
+        if "vawg" in ev:
+            self.explicit += 1
+            return ev["vawg"] is True
+        return code in self.vawg_codes and any(
+            isinstance(v, dict) and v.get("sex") == "F" for v in vics)
+
+    def summary(self, top_share: float) -> dict:
+        """The counts as :func:`describe` returns them."""
+        ranked = sorted(self.harm.values(), reverse=True)
+        ranked = [h for h in ranked if h > 0]
+        total = sum(ranked)
+        k = max(1, math.ceil(len(ranked) * top_share)) if ranked else 0
+        nv = sum(self.sexes.values())
+        reports = self.reports
+        return {
+            "events": self.events,
+            "by_type": dict(sorted(self.by_type.items())),
+            "by_offence": dict(sorted(self.by_offence.items())),
+            "reports": reports,
+            "distinct_suspects": len(self.suspects),
+            "distinct_victims": len(self.victims),
+            "share_no_suspect": self.no_suspect / reports if reports else 0.0,
+            "share_two_suspects": self.two_suspects / reports if reports else 0.0,
+            "share_explicit_vawg": self.explicit / reports if reports else 0.0,
+            "share_vawg_reports": self.vawg_reports / reports if reports else 0.0,
+            "victim_sex": {k2: (c / nv if nv else 0.0)
+                           for k2, c in sorted(self.sexes.items(), key=lambda x: str(x[0]))},
+            "late": self.late,
+            "duplicates": self.duplicates,
+            "vawg_harm_days": total,
+            "suspects_with_vawg_harm": len(ranked),
+            "top_share": top_share,
+            "top_harm_share": (sum(ranked[:k]) / total) if total else 0.0,
+        }
+
+
 def describe(events: Iterable[Mapping], days: Optional[Mapping[str, float]] = None,
              vawg_codes: Optional[Iterable[str]] = None, top_share: float = 0.05) -> dict:
     """Sanity summary of a feed.
@@ -634,90 +747,11 @@ def describe(events: Iterable[Mapping], days: Optional[Mapping[str, float]] = No
     the VAWG status of a report is its ``vawg`` field, else a female victim and a code in
     ``vawg_codes`` (default :data:`VAWG_CODES`).
     """
-    days = DAYS if days is None else days
-    vset = VAWG_CODES if vawg_codes is None else frozenset(vawg_codes)
-    by_type: Counter = Counter()
-    by_offence: Counter = Counter()
-    suspects: set = set()
-    victims: set = set()
-    sexes: Counter = Counter()
-    harm: Counter = Counter()
-    seen_ids: set = set()
-    n = reports = no_suspect = two_suspects = explicit = vawg_reports = late = dups = 0
-    newest = ""
+    tally = _FeedTally(DAYS if days is None else days,
+                       VAWG_CODES if vawg_codes is None else frozenset(vawg_codes))
     for ev in events:
-        n += 1
-        eid = ev.get("event_id")
-        if isinstance(eid, str):
-            if eid in seen_ids:
-                dups += 1
-                continue
-            seen_ids.add(eid)
-        typ = ev.get("type")
-        by_type[str(typ)] += 1
-        at = ev.get("at")
-        if isinstance(at, str) and len(at) >= 20:
-            try:
-                at_us = datetime_to_us(_dt.datetime.fromisoformat(at))
-            except ValueError:
-                at_us = None
-            if at_us is not None:
-                if newest and at_us < newest:
-                    late += 1
-                newest = max(newest or at_us, at_us)
-        if typ != "report.recorded":
-            if typ == "suspect.linked" and isinstance(ev.get("suspect_id"), str):
-                suspects.add(ev["suspect_id"])
-            continue
-        reports += 1
-        code = ev.get("offence_code")
-        by_offence[str(code)] += 1
-        names = ev.get("suspects") if isinstance(ev.get("suspects"), list) else []
-        vics = ev.get("victims") if isinstance(ev.get("victims"), list) else []
-        names = list(dict.fromkeys(x for x in names if isinstance(x, str)))
-        if not names:
-            no_suspect += 1
-        elif len(names) == 2:
-            two_suspects += 1
-        suspects.update(names)
-        for v in vics:
-            if isinstance(v, dict):
-                victims.add(v.get("id"))
-                sexes[v.get("sex")] += 1
-        if "vawg" in ev:
-            explicit += 1
-            is_vawg = ev["vawg"] is True
-        else:
-            is_vawg = code in vset and any(isinstance(v, dict) and v.get("sex") == "F" for v in vics)
-        if is_vawg:
-            vawg_reports += 1
-            d = float(days.get(code, 0.0)) if isinstance(code, str) else 0.0
-            for s in names:
-                harm[s] += d
-    ranked = sorted(harm.values(), reverse=True)
-    ranked = [h for h in ranked if h > 0]
-    total = sum(ranked)
-    k = max(1, math.ceil(len(ranked) * top_share)) if ranked else 0
-    nv = sum(sexes.values())
-    return {
-        "events": n,
-        "by_type": dict(sorted(by_type.items())),
-        "by_offence": dict(sorted(by_offence.items())),
-        "reports": reports,
-        "distinct_suspects": len(suspects),
-        "distinct_victims": len(victims),
-        "share_no_suspect": no_suspect / reports if reports else 0.0,
-        "share_two_suspects": two_suspects / reports if reports else 0.0,
-        "share_explicit_vawg": explicit / reports if reports else 0.0,
-        "share_vawg_reports": vawg_reports / reports if reports else 0.0,
-        "victim_sex": {k2: (c / nv if nv else 0.0) for k2, c in sorted(sexes.items(), key=lambda x: str(x[0]))},
-        "late": late,
-        "duplicates": dups,
-        "vawg_harm_days": total,
-        "suspects_with_vawg_harm": len(ranked),
-        "top_share": top_share,
-        "top_harm_share": (sum(ranked[:k]) / total) if total else 0.0,
-    }
+        tally.add(ev)
+    return tally.summary(top_share)
 
 
 # --------------------------------------------------------------------------------------

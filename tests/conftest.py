@@ -20,7 +20,7 @@ class BrokerInfo:
     bootstrap: str  # 127.0.0.1:P
     host: str
     port: int
-    process: object  # the agents.broker.LocalBroker
+    process: object  # the agents.local_broker.LocalBroker
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +47,7 @@ def broker():
 
 def start_local_broker(attempts: int = 3):
     """A started tansu on a free port; a free port can be taken between free_port() and bind."""
-    from agents.broker import BrokerError, LocalBroker, free_port
+    from agents.local_broker import BrokerError, LocalBroker, free_port
 
     last = None
     for _ in range(attempts):

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from agents import broker as broker_mod
-from agents.broker import BrokerError, LocalBroker, ensure_topics, find_tansu, free_port, kafka_reachable
+from agents import local_broker as broker_mod
+from agents.commands import broker as broker_command
+from agents.kafka_admin import ensure_topics, kafka_reachable
+from agents.local_broker import BrokerError, LocalBroker, find_tansu, free_port
 from agents.settings import Settings, add_common_args, bootstrap_servers, settings_from_args
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -152,7 +154,7 @@ def test_ensure_topics_unreachable():
 def test_broker_cli_runs_until_sigint():
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "agents.broker", "--port", str(port)],
+    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "broker", "--port", str(port)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     try:
         line = proc.stdout.readline().strip()
@@ -170,7 +172,7 @@ def test_broker_cli_runs_until_sigint():
 
 @pytest.mark.e2e
 def test_broker_cli_port_taken(broker, capsys):
-    assert broker_mod.main(["--port", str(broker.port)]) == 1
+    assert broker_command.main(["--port", str(broker.port)]) == 1
     err = capsys.readouterr().err
     assert f"port {broker.port} on 127.0.0.1 is already in use" in err
     assert "Traceback" not in err

@@ -196,7 +196,7 @@ def test_the_merge_partition_is_where_kafka_clients_put_the_key_suspects_merged(
     from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
     from agents.intake import merge_partition
-    from agents.publish import MERGE_KEY
+    from schemas.events import MERGE_KEY
 
     for n in (1, 2, 3, 4, 8, 12, 64):
         assert merge_partition(n) == (kafka_python_murmur2(MERGE_KEY) & 0x7FFFFFFF) % n

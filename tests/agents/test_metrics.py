@@ -62,6 +62,12 @@ def test_naming_conventions():
         ("harmrank_consumer_lag_messages", {"stage"}),
         ("harmrank_worker_ready", set()),
         ("harmrank_build_info", {"version"}),
+        ("harmrank_stage_failures_total", {"stage"}),
+        ("harmrank_skipped_reads_total", {"stage"}),
+        ("harmrank_list_members", {"list"}),
+        ("harmrank_list_eligible", {"list"}),
+        ("harmrank_list_entries_total", {"list"}),
+        ("harmrank_list_exits_total", {"list"}),
         ("harmrank_processing_latency_seconds", {"stage"}),
     ],
 )

@@ -33,6 +33,9 @@ class CountingDb:
     def write(self, batch):
         self.db.write(batch)
 
+    def delete(self, key):
+        self.db.delete(key)
+
     def close(self):
         self.db.close()
 
@@ -141,4 +144,6 @@ def test_each_local_write_names_its_keys_for_the_changelog_in_the_same_batch(db)
     assert on_disk(db, "p:a") is None and on_disk(db, "p:c") == [3]
     store._write_local()  # nothing changed: nothing written, the last batch's names stand
     assert sorted(loads(db.db.get(PENDING_KEY))) == ["p:a", "p:c"]
+    store.changelog_done()  # once the changelog holds them, the names (of deleted keys too) go
+    assert db.db.get(PENDING_KEY) is None
     assert [k for k, _ in store.scan("p:")] == ["p:b", "p:c"]  # the local key is no state of the core's

@@ -8,11 +8,12 @@ import time
 
 import pytest
 
-from agents import follow as follow_mod
-from agents import publish as publish_mod
-from agents.broker import ensure_topics, free_port
-from agents.follow import format_event
-from agents.publish import event_key, publish_lines
+from agents.commands import follow as follow_mod
+from agents.commands import publish as publish_mod
+from agents.commands.follow import format_event
+from agents.commands.publish import event_key, publish_lines
+from agents.kafka_admin import ensure_topics
+from agents.local_broker import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -246,7 +247,7 @@ def test_follow_cli_ctrl_c_exits_quietly(broker, fresh_topics):
     root = Path(__file__).resolve().parents[2]
     topic = fresh_topics("harm-ranking")
     ensure_topics(broker.bootstrap, {topic: 1})
-    proc = subprocess.Popen([sys.executable, "-m", "agents.follow", "--broker", broker.url, "--topic", topic],
+    proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "follow", "--broker", broker.url, "--topic", topic],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=root,
                             env=dict(os.environ, PYTHONPATH=str(root)))
     try:

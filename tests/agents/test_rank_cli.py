@@ -90,3 +90,22 @@ def test_settings_from_environment(feed):
     assert len(rows) == 3 and all(r["allegations"] >= 4 for r in rows)
     bad = run_rank(feed, env=dict(os.environ, HARMRANK_TOP_N="many"))
     assert bad.returncode == 2 and "HARMRANK_TOP_N" in bad.stderr
+
+
+def test_retention_forgets_old_reports_and_a_short_one_is_refused(tmp_path):
+    def ev(i, type_, at, **fields):
+        return json.dumps({"event_id": f"e{i}", "type": type_, "at": at, **fields})
+
+    rec = dict(offence_code="019/08", suspects=["S1"], victims=[{"id": "V1", "sex": "F"}])
+    path = tmp_path / "old.jsonl"
+    path.write_text("\n".join([
+        ev(1, "report.recorded", "2025-01-01T00:00:00Z", crime_ref="C1", **rec),
+        ev(2, "report.recorded", "2025-01-20T00:00:00Z", crime_ref="C2", **rec),
+        ev(3, "report.reclassified", "2025-01-20T00:00:01Z", crime_ref="C1", offence_code="008/06"),
+    ]) + "\n")
+    proc = run_rank(path, "--window-days", "10", "--retention-days", "15")
+    assert proc.returncode == 0 and "line 3: unknown_crime_ref" in proc.stderr
+    proc = run_rank(path, "--window-days", "10", "--retention-days", "30")
+    assert proc.returncode == 0 and "line 3" not in proc.stderr
+    bad = run_rank(path, "--window-days", "10", "--retention-days", "9")
+    assert bad.returncode == 2 and "HARMRANK_RETENTION_DAYS" in bad.stderr and "Traceback" not in bad.stderr

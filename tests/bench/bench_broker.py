@@ -125,7 +125,7 @@ def main(argv=None) -> int:
 
     from kafka import KafkaProducer
 
-    from agents.broker import LocalBroker, free_port
+    from agents.local_broker import LocalBroker, free_port
 
     broker = LocalBroker(port=free_port()).start(timeout=15)
     try:

@@ -25,7 +25,7 @@ from tests.bench import bench_stream as bs
 
 
 def run(workers: int, events: int, partitions: int) -> dict:
-    from agents.broker import free_port
+    from agents.local_broker import free_port
     from streams.simulate import generate
 
     tmp = Path(tempfile.mkdtemp(prefix="harmrank-scale-"))

@@ -400,7 +400,7 @@ class OutputListener(threading.Thread):
         try:
             from kafka import KafkaConsumer, TopicPartition
 
-            # tansu holds a fetch for its whole wait (agents/tansu_fetch.py): a longer wait
+            # tansu holds a fetch for its whole wait (agents/compat/tansu_fetch.py): a longer wait
             # would add up to that much to every latency measured here.
             consumer = KafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
                                      fetch_max_wait_ms=5, max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -611,14 +611,10 @@ def with_probes(events: list, rate: float, per_second: float) -> tuple[list, set
     return out, timed
 
 
-def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before: int,
-                first_feed: Path, first_newest_us: Optional[int]) -> dict:
-    from kafka import KafkaProducer
-
-    from agents.publish import event_key
-    from streams.simulate import dumps
-
-    from streams.simulate import suspect_population
+def write_latency_feed(tmp: Path, args, first_newest_us: Optional[int]) -> tuple[Path, list, set]:
+    """The latency feed with its probes, written to a file: (its path, [(event_id, key, raw)], the probes)."""
+    from agents.commands.publish import event_key
+    from streams.simulate import dumps, suspect_population
 
     events, start_iso, days, note = latency_feed(args.latency_rate, args.latency_seconds, first_newest_us,
                                                  args.latency_span, suspect_population(args.events, 400.0))
@@ -634,75 +630,86 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
             msgs.append((str(ev.get("event_id")), key, raw))
     say(f"  latency feed: seed=2, {len(msgs)} events from {start_iso} over {days:.0f} days{note}, "
         f"paced at {args.latency_rate:g} events/s, {len(probes)} probes among them")
+    return feed_path, msgs, probes
 
-    listener = OutputListener(broker.bootstrap)
+
+def start_output_listener(bootstrap: str) -> OutputListener:
+    """The harm-ranking listener, started and caught up with what the topic already holds."""
+    listener = OutputListener(bootstrap)
     listener.start()
     if not listener.caught_up.wait(120):
         raise BenchError("the harm-ranking listener did not catch up within 120 s")
     if listener.error is not None:
         raise BenchError(f"harm-ranking listener failed: {listener.error!r}")
     say(f"  harm-ranking listener caught up ({listener.skipped} earlier output events skipped)")
+    return listener
 
-    from tests.bench.bench_broker import HopProbe
 
-    meter = CpuMeter([worker.child.pid, broker.pid])
-    sampler = MetricsSampler(worker)
-    sampler.start()
-    # The bare broker hop meanwhile (10 messages/s on a topic of its own): what one hop costs
-    # on this broker at that moment, with everything the run has left in it (README).
-    hop = HopProbe(broker.bootstrap, "bench-hop-probe", 0, rate=10.0)
-    hop.start()
-    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=0,
-                             max_request_size=4 * 1024 * 1024, client_id="bench-latency")
+def send_paced(producer, msgs: list, rate: float) -> tuple[dict, list, float, int]:
+    """Send ``msgs`` at ``rate`` a second and flush: (first send time by event_id, every send time,
+    the time of the first send, the sends behind schedule)."""
     sent: dict[str, float] = {}
     send_log: list[float] = []  # every send, in order (duplicates included)
-    cpu0 = proc_status(worker.child.pid).get("cpu", 0.0)
     t0 = time.time()
     late = 0
-    try:
-        for i, (eid, key, raw) in enumerate(msgs):
-            ahead = t0 + i / args.latency_rate - time.time()
-            if ahead > 0:
-                time.sleep(ahead)
-            elif ahead < -0.05:
-                late += 1
-            now = time.time()
-            sent.setdefault(eid, now)  # a re-sent duplicate's output is caused by the first
-            send_log.append(now)
-            producer.send(INPUT_TOPIC, key=key, value=raw)
-        producer.flush(timeout=60)
-    finally:
-        producer.close(timeout=5)
-    t_sent = time.time()
-    achieved = len(msgs) / (t_sent - t0) if t_sent > t0 else float("nan")
-    say(f"  sent {len(msgs)} events in {t_sent - t0:.1f} s ({achieved:.0f}/s; {late} sends behind schedule)")
-    hop.stop()
+    for i, (eid, key, raw) in enumerate(msgs):
+        ahead = t0 + i / rate - time.time()
+        if ahead > 0:
+            time.sleep(ahead)
+        elif ahead < -0.05:
+            late += 1
+        now = time.time()
+        sent.setdefault(eid, now)  # a re-sent duplicate's output is caused by the first
+        send_log.append(now)
+        producer.send(INPUT_TOPIC, key=key, value=raw)
+    producer.flush(timeout=60)
+    return sent, send_log, t0, late
+
+
+def say_hop_latencies(hop, t0: float, t_sent: float) -> None:
+    """The bare broker hop's latencies in the first and the last third of the sending."""
     third = (t_sent - t0) / 3
     for label, lo, hi in (("first", t0, t0 + third), ("last", t_sent - third, t_sent)):
         h = hop.latencies(lo, hi)
         say(f"  bare broker hop (bench-hop-probe, 10/s), {label} third of the feed: p50 {pct(h, 50):.1f} ms, "
             f"p99 {pct(h, 99):.1f} ms ({len(h)} messages)")
 
-    target = consumed_before + count_nonblank(feed_path)
-    t_done, n = worker.wait_consumed(target, stall=120, cap=300 + len(msgs) / 50, label="latency feed")
-    # let the last outputs arrive: 3 s without a new record (at most 60 s)
+
+def wait_for_last_outputs(listener: OutputListener, t_done: float) -> None:
+    """Let the last outputs arrive: 3 s without a new record (at most 60 s)."""
     quiet_deadline = time.monotonic() + 60
     while time.monotonic() < quiet_deadline:
         if time.time() - max(listener.last_arrival, t_done) >= 3.0:
             break
         time.sleep(0.2)
+
+
+def stop_threads(listener: OutputListener, sampler: MetricsSampler) -> None:
+    """Stop the listener and the sampler and wait (10 s each) for them to end."""
     listener.stopping.set()
     sampler.stopping.set()
     listener.join(10)
     sampler.join(10)
-    cpu1 = proc_status(worker.child.pid).get("cpu", 0.0)
-    if listener.error is not None:
-        raise BenchError(f"harm-ranking listener failed: {listener.error!r}")
 
+
+@dataclasses.dataclass
+class TimedOutputs:
+    """The output events of the latency feed by cause: the latencies (ms, sorted) of those caused by
+    an event sent, those of them caused by the city's own events, and the rest counted."""
+
+    lat: list
+    city: list
+    causes: set
+    clock: int
+    unknown: int
+
+
+def time_outputs(arrivals: list, sent: dict, probes: set) -> TimedOutputs:
+    """Each output's latency: its arrival less the send time of the input event it names as cause."""
     lat, clock, unknown = [], 0, 0
     causes = set()
     city = []  # the latencies of outputs caused by the city's own events, not by a probe
-    for arrival, cause, _type in list(listener.arrivals):
+    for arrival, cause, _type in arrivals:
         if cause.startswith("clock:"):
             clock += 1
         elif cause in sent:
@@ -714,19 +721,16 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
             unknown += 1
     lat.sort()
     city.sort()
-    probes_seen = len(causes & probes)
-    res = {"n": len(lat), "causes": len(causes), "clock": clock, "unknown": unknown,
-           "rate": args.latency_rate, "achieved": achieved, "events": len(msgs),
-           "cpu_per_event_ms": (cpu1 - cpu0) / len(msgs) * 1000.0, "cpu_share": (cpu1 - cpu0) / (t_done - t0),
-           "feed": feed_path, "consumed": n, "target": target}
-    for q in (50, 90, 99):
-        res[f"p{q}"] = pct(lat, q)
-    res["max"] = lat[-1] if lat else float("nan")
-    res["mean"] = sum(lat) / len(lat) if lat else float("nan")
-    say(f"  output events timed: {len(lat)} (caused by {len(causes)} input events, {probes_seen} of the "
+    return TimedOutputs(lat, city, causes, clock, unknown)
+
+
+def say_output_latencies(res: dict, timed: TimedOutputs, probes: set, duplicates: int) -> None:
+    """How many outputs were timed and what caused them, and their latency percentiles."""
+    lat, city, causes = timed.lat, timed.city, timed.causes
+    say(f"  output events timed: {len(lat)} (caused by {len(causes)} input events, {len(causes & probes)} of the "
         f"{len(probes)} probes among them); "
-        f"{clock} with a clock: cause not counted; {unknown} with another cause; "
-        f"{listener.duplicates} records on harm-ranking repeat an earlier event_id")
+        f"{timed.clock} with a clock: cause not counted; {timed.unknown} with another cause; "
+        f"{duplicates} records on harm-ranking repeat an earlier event_id")
     if lat:
         say(f"  latency publish -> harm-ranking: p50 {res['p50']:.1f} ms, p90 {res['p90']:.1f} ms, "
             f"p99 {res['p99']:.1f} ms, max {res['max']:.1f} ms, mean {res['mean']:.1f} ms")
@@ -735,16 +739,71 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
                 f"p99 {pct(city, 99):.1f} ms, max {city[-1]:.1f} ms")
     else:
         say("  latency: no output event named an input event of the latency feed")
-    # Intake delay for every event, not only those that move the ranking: the worker has
-    # counted k events of this feed at sample time t, so the k-th one sent took at most t - send.
+
+
+def consumed_delays(samples: list, send_log: list, consumed_before: int) -> list:
+    """Intake delay (ms, sorted) for every event, not only those that move the ranking: the worker
+    has counted k events of this feed at sample time t, so the k-th one sent took at most t - send."""
     delays = []
     prev = None
-    for t_s, c, *_ in sampler.samples:  # only the first sample that saw each new count
+    for t_s, c, *_ in samples:  # only the first sample that saw each new count
         k = c - consumed_before
         if c != prev and 0 < k <= len(send_log):
             delays.append((t_s - send_log[k - 1]) * 1000.0)
         prev = c
     delays.sort()
+    return delays
+
+
+def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before: int,
+                first_feed: Path, first_newest_us: Optional[int]) -> dict:
+    """[2] Send the latency feed at its pace to the caught-up worker and time every output it causes."""
+    from kafka import KafkaProducer
+
+    from tests.bench.bench_broker import HopProbe
+
+    feed_path, msgs, probes = write_latency_feed(tmp, args, first_newest_us)
+    listener = start_output_listener(broker.bootstrap)
+    meter = CpuMeter([worker.child.pid, broker.pid])
+    sampler = MetricsSampler(worker)
+    sampler.start()
+    # The bare broker hop meanwhile (10 messages/s on a topic of its own): what one hop costs
+    # on this broker at that moment, with everything the run has left in it (README).
+    hop = HopProbe(broker.bootstrap, "bench-hop-probe", 0, rate=10.0)
+    hop.start()
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=0,
+                             max_request_size=4 * 1024 * 1024, client_id="bench-latency")
+    cpu0 = proc_status(worker.child.pid).get("cpu", 0.0)
+    try:
+        sent, send_log, t0, late = send_paced(producer, msgs, args.latency_rate)
+    finally:
+        producer.close(timeout=5)
+    t_sent = time.time()
+    achieved = len(msgs) / (t_sent - t0) if t_sent > t0 else float("nan")
+    say(f"  sent {len(msgs)} events in {t_sent - t0:.1f} s ({achieved:.0f}/s; {late} sends behind schedule)")
+    hop.stop()
+    say_hop_latencies(hop, t0, t_sent)
+
+    target = consumed_before + count_nonblank(feed_path)
+    t_done, n = worker.wait_consumed(target, stall=120, cap=300 + len(msgs) / 50, label="latency feed")
+    wait_for_last_outputs(listener, t_done)
+    stop_threads(listener, sampler)
+    cpu1 = proc_status(worker.child.pid).get("cpu", 0.0)
+    if listener.error is not None:
+        raise BenchError(f"harm-ranking listener failed: {listener.error!r}")
+
+    timed = time_outputs(list(listener.arrivals), sent, probes)
+    lat = timed.lat
+    res = {"n": len(lat), "causes": len(timed.causes), "clock": timed.clock, "unknown": timed.unknown,
+           "rate": args.latency_rate, "achieved": achieved, "events": len(msgs),
+           "cpu_per_event_ms": (cpu1 - cpu0) / len(msgs) * 1000.0, "cpu_share": (cpu1 - cpu0) / (t_done - t0),
+           "feed": feed_path, "consumed": n, "target": target}
+    for q in (50, 90, 99):
+        res[f"p{q}"] = pct(lat, q)
+    res["max"] = lat[-1] if lat else float("nan")
+    res["mean"] = sum(lat) / len(lat) if lat else float("nan")
+    say_output_latencies(res, timed, probes, listener.duplicates)
+    delays = consumed_delays(sampler.samples, send_log, consumed_before)
     if delays:
         say(f"  consumed-by-worker delay (from /metrics every 0.5 s, all events): p50 {pct(delays, 50):.0f} ms, "
             f"p90 {pct(delays, 90):.0f} ms, p99 {pct(delays, 99):.0f} ms, max {delays[-1]:.0f} ms")
@@ -814,7 +873,7 @@ def run_floor(broker, tmp: Path, args, hops: str = "faust") -> dict:
     """The pipeline with the work taken out (``tests/bench/floor_app.py``), fed at the latency rate."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-    from agents.broker import ensure_topics
+    from agents.kafka_admin import ensure_topics
     from tests.bench import floor_app
 
     in_topic, hop_topics = floor_app.topics_of(hops)
@@ -895,7 +954,7 @@ CHILDREN: list[Child] = []
 
 
 def start_broker():
-    from agents.broker import BrokerError, LocalBroker, free_port
+    from agents.local_broker import BrokerError, LocalBroker, free_port
 
     last = None
     for _ in range(3):
@@ -936,7 +995,8 @@ def run_cli(args: list, env: dict, log: Path) -> Child:
     return Child(args[0], [sys.executable, "-m", "agents.cli", *map(str, args)], env, log)
 
 
-def main(argv: Optional[list] = None) -> int:
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    """The flags, checked; ``worker_settings`` holds the --worker-setting pairs as {name: value}."""
     p = argparse.ArgumentParser(prog="python -m tests.bench.bench_stream", description=__doc__.split("\n\n")[0])
     p.add_argument("--events", type=int, default=200_000, help="events in the end-to-end feed (default 200000)")
     p.add_argument("--partitions", type=int, default=4, help="crime-reports partitions (default 4)")
@@ -959,227 +1019,344 @@ def main(argv: Optional[list] = None) -> int:
     if args.events < 1 or args.partitions < 1 or args.latency_rate <= 0 or args.latency_seconds <= 0:
         p.error("--events, --partitions, --latency-rate and --latency-seconds must be positive")
     args.worker_settings = worker_settings(p, args.worker_setting)
+    return args
 
-    from agents.broker import free_port
-    from streams.simulate import generate
 
-    def on_term(signum, frame):  # stop like Ctrl-C: the finally block stops every child
+def stop_on_signals() -> None:
+    """SIGTERM and SIGINT stop the run like Ctrl-C: the finally block of :func:`main` stops every child."""
+    def on_term(signum, frame):
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)  # even when started in the background (SIG_IGN inherited)
-    tmp = Path(tempfile.mkdtemp(prefix="harmrank-bench-"))
-    broker = None
+
+
+@dataclasses.dataclass
+class BenchRun:
+    """What the phases share: the flags, the work dir, the broker, the worker while it runs, the figures."""
+
+    args: argparse.Namespace
+    tmp: Path
+    broker: object = None
     worker: Optional[HarmrankWorker] = None
+    summary: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class FirstFeed:
+    """The end-to-end feed: its file, its non-blank lines, its newest event time."""
+
+    path: Path
+    lines: int
+    newest_us: Optional[int]
+
+
+def write_first_feed(run: BenchRun) -> FirstFeed:
+    """``generate(seed=1)`` with the flags' size, written to feed.jsonl."""
+    from streams.simulate import generate
+
+    feed = run.tmp / "feed.jsonl"
+    t = time.monotonic()
+    lines, _, newest_us = write_feed(feed, generate(seed=1, events=run.args.events, **first_feed_span(run.args)))
+    say(f"  feed: seed=1, {lines} non-blank lines ({feed.stat().st_size / 1e6:.1f} MB), "
+        f"written in {time.monotonic() - t:.1f} s")
+    return FirstFeed(feed, lines, newest_us)
+
+
+def say_publish(pub_out: str, pub_elapsed: float, summary: dict) -> None:
+    """`harmrank publish`'s own rate line (kept in the summary), else the end of its output."""
+    m = re.search(r"sent (\d+) events in ([\d.]+) s \((\d+)/s\), (\d+) failed", pub_out)
+    if m:
+        say(f"  harmrank publish: {m.group(0)}  (process wall time {pub_elapsed:.1f} s, "
+            f"with `harmrank rank` running alongside)")
+        summary["publish_rate"] = float(m.group(3))
+    else:
+        say(f"  harmrank publish finished in {pub_elapsed:.1f} s: {pub_out.strip()[-300:]}")
+
+
+def publish_and_rank(run: BenchRun, feed: FirstFeed) -> list:
+    """`harmrank publish` of the feed, with `harmrank rank --json` computing the batch reference alongside."""
+    tmp = run.tmp
+    t_rank = time.monotonic()
+    rank = run_cli(["rank", str(feed.path), "--json"], clean_env(), tmp / "rank.out")
+    CHILDREN.append(rank)
+    t_pub = time.monotonic()
+    pub = run_cli(["publish", str(feed.path)], clean_env(broker=run.broker.url), tmp / "publish.log")
+    CHILDREN.append(pub)
+    if pub.proc.wait(timeout=max(600, feed.lines / 50)) != 0:
+        raise BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
+    pub_elapsed = time.monotonic() - t_pub
+    say_publish(pub.tail(2000), pub_elapsed, run.summary)
+    if rank.proc.wait(timeout=max(600, feed.lines / 20)) != 0:
+        raise BenchError(f"harmrank rank exited {rank.proc.returncode}")
+    rank.stop()
+    expected = ranking_json(tmp / "rank.out")
+    for line in (tmp / "rank.out").read_text(errors="replace").splitlines():  # its summary, not the JSON
+        if line.strip() and not line.startswith(("[", "line ")):
+            say(f"  harmrank rank: {line.strip()}  ({time.monotonic() - t_rank:.1f} s)")
+    if expected is None:
+        raise BenchError(f"no JSON from harmrank rank:\n{tail(tmp / 'rank.out')}")
+    return expected
+
+
+def launch_worker(run: BenchRun) -> tuple[float, float]:
+    """`harmrank worker` on the broker (event clock), in ``run.worker``: (launch time, ready time)."""
+    from agents.local_broker import free_port
+
+    args, tmp = run.args, run.tmp
+    port = free_port()
+    token = secrets.token_hex(16)
+    data_dir = tmp / "worker-data"
+    env = clean_env(broker=run.broker.url, data_dir=data_dir, clock="event", web_port=port,
+                    api_token=token, partitions=args.partitions, **args.worker_settings)
+    if args.worker_settings:
+        say("  worker settings: " + ", ".join(f"HARMRANK_{k.upper()}={v}" for k, v in args.worker_settings.items()))
+    t_launch = time.time()
+    child = run_cli(["worker"], env, tmp / "worker.log")
+    CHILDREN.append(child)
+    run.worker = HarmrankWorker(child, port, token)
+    return t_launch, run.worker.wait_ready(timeout=240)
+
+
+def consumed_by_outcome(samples: list) -> dict:
+    """harmrank_events_consumed_total summed by its outcome label."""
+    outcomes: dict = {}
+    for name, labels, v in samples:
+        if name == "harmrank_events_consumed_total" and v:
+            outcomes[labels.get("outcome", "?")] = outcomes.get(labels.get("outcome", "?"), 0) + int(v)
+    return outcomes
+
+
+def say_first_feed_figures(run: BenchRun, lines: int, cpu_note: str, t_launch: float, t_ready: float,
+                           t_consumed: float, t_equal: Optional[float]) -> None:
+    """The end-to-end rates, the worker's CPU and memory, into the summary and said."""
+    summary, equal = run.summary, t_equal is not None
+    st = proc_status(run.worker.child.pid)
+    samples = run.worker.metrics() or []
+    outcomes = consumed_by_outcome(samples)
+    outputs = int(sum(v for name, _, v in samples if name == "harmrank_output_events_total"))
+    e2e = lines / (t_consumed - t_ready)
+    e2e_rank = lines / (t_equal - t_ready) if equal else float("nan")
+    say(f"  consumed by outcome: {outcomes}; ranking events emitted: {outputs}")
+    say(f"  CPU from ready to all consumed: {cpu_note}")
+    summary["others_e2e"] = cpu_note
+    say(f"  END TO END: {e2e:.0f} events/s to all consumed; "
+        + (f"{e2e_rank:.0f} events/s to ranking equal" if equal else "ranking never equal"))
+    summary["cpu_per_event"] = st.get("cpu", float("nan")) / lines * 1000.0
+    say(f"  worker CPU per input line: {summary['cpu_per_event']:.3f} ms (since launch, to ranking equal)")
+    say(f"  worker: peak RSS (VmHWM) {st.get('VmHWM', float('nan')):.0f} MiB, RSS now "
+        f"{st.get('VmRSS', float('nan')):.0f} MiB, CPU {st.get('cpu', float('nan')):.1f} s since launch "
+        f"({st.get('cpu', float('nan')) / (t_consumed - t_launch) * 100:.0f} % of one core on average)")
+    summary.update(e2e=e2e, e2e_rank=e2e_rank, equal=equal, lines=lines, rss=st.get("VmHWM"),
+                   cpu=st.get("cpu"), ranking_events=outputs)
+
+
+def phase_end_to_end(run: BenchRun) -> tuple[FirstFeed, int]:
+    """[1] publish the whole feed, then run the worker over it: (the feed, the worker's consumed count)."""
+    say("\n[1] end to end: publish everything, then run the worker over it")
+    feed = write_first_feed(run)
+    lines = feed.lines
+    expected = publish_and_rank(run, feed)
+    t_launch, t_ready = launch_worker(run)
+    worker = run.worker
+    meter = CpuMeter([worker.child.pid, run.broker.pid])
+    at_ready = worker.consumed() or 0
+    say(f"  worker ready {t_ready - t_launch:.1f} s after launch ({at_ready} events already consumed then)")
+    t_consumed, n = worker.wait_consumed(lines, stall=180, cap=120 + lines / 100, label="feed")
+    cpu_note = meter.report()
+    say(f"  all {lines} lines consumed {t_consumed - t_ready:.1f} s after ready"
+        + (f" (counter says {n}: {n - lines} counted twice)" if n != lines else ""))
+    rank_timeout = 300 + lines / 500
+    t_equal, got = worker.wait_ranking(expected, timeout=rank_timeout)
+    if t_equal is not None:
+        say(f"  /ranking equals `harmrank rank --json` {t_equal - t_ready:.1f} s after ready "
+            f"({len(expected)} entries, as_of {got.get('as_of')})")
+    else:
+        say(f"  /ranking did NOT equal `harmrank rank --json` within {rank_timeout:.0f} s after all was consumed:")
+        say(ranking_diff(expected, (got or {}).get("entries") or []))
+    say_first_feed_figures(run, lines, cpu_note, t_launch, t_ready, t_consumed, t_equal)
+    return feed, n
+
+
+def say_stage_latencies(samples: list) -> None:
+    """The per-stage batch latency histogram of the latency phase, by bucket bound."""
+    rows = histogram_summary(samples, "harmrank_processing_latency_seconds")
+    if rows:
+        say("  harmrank_processing_latency_seconds (per stage batch, latency phase only; bucket bounds):")
+        for r in rows:
+            say(r)
+
+
+def check_both_feeds(run: BenchRun, feed: FirstFeed, latency_feed_path: Path) -> None:
+    """Stream and batch over both feeds (a check, not a figure: the latency feed's merges
+    may race its corrections across partitions; see README "Ordering")."""
+    tmp = run.tmp
+    both = tmp / "both.jsonl"
+    with open(both, "wb") as out:
+        for part in (feed.path, latency_feed_path):
+            out.write(part.read_bytes())
+    rank2 = run_cli(["rank", str(both), "--json"], clean_env(), tmp / "rank2.out")
+    CHILDREN.append(rank2)
+    rank2_code = rank2.proc.wait(timeout=max(600, feed.lines / 20))
+    expected2 = ranking_json(tmp / "rank2.out") if rank2_code == 0 else None
+    if expected2 is None:  # a check that could not be made is said, not passed
+        say(f"  harmrank rank over both feeds exited {rank2_code} without a ranking:\n{tail(tmp / 'rank2.out')}")
+    t_eq2, got2 = run.worker.wait_ranking(expected2, timeout=60) if expected2 is not None else (None, None)
+    run.summary["equal2"] = t_eq2 is not None
+    say("  after the latency feed, /ranking equals `harmrank rank` over both feeds: "
+        + ("yes" if t_eq2 is not None else "NO"))
+    if t_eq2 is None and expected2 is not None:
+        say(ranking_diff(expected2, (got2 or {}).get("entries") or []))
+
+
+def stop_worker(run: BenchRun) -> None:
+    """Stop the worker and say the WARNING/ERROR lines of its log."""
+    child = run.worker.child
+    child.stop(grace=20)
+    log_text = tail(child.log, 10_000_000)
+    bad = [ln for ln in log_text.splitlines() if re.search(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b", ln)]
+    run.summary["worker_log_warnings"] = len(bad)
+    say(f"  worker stopped (exit code {child.proc.returncode}); its log has {len(bad)} WARNING/ERROR lines"
+        + (":" if bad else ""))
+    for ln in bad[:15]:
+        say("    | " + ln[:300])
+    run.worker = None
+
+
+def phase_latency(run: BenchRun, feed: FirstFeed, consumed: int) -> None:
+    """[2] the caught-up worker, a newer feed at the latency rate; then the check over both feeds."""
+    args, worker = run.args, run.worker
+    say(f"\n[2] latency: the caught-up worker, a newer feed at {args.latency_rate:g} events/s")
+    before = worker.metrics() or []
+    lat = run_latency(run.broker, worker, run.tmp, args, consumed, feed.path, feed.newest_us)
+    run.summary["latency"] = lat
+    say_stage_latencies(subtract_samples(worker.metrics() or [], before))
+    check_both_feeds(run, feed, lat["feed"])
+    st = proc_status(worker.child.pid)
+    run.summary["rss_end"] = st.get("VmHWM")
+    say(f"  worker: peak RSS (VmHWM) {st.get('VmHWM', float('nan')):.0f} MiB, CPU {st.get('cpu', 0):.1f} s")
+    stop_worker(run)
+
+
+def say_naive(res: dict) -> None:
+    """A naive agent's rate, start-up, memory and CPU."""
+    say(f"  {res['count']} events in {res['seconds']:.1f} s from its first event: {res['rate']:.0f} events/s "
+        f"(first event {res['startup']:.1f} s after launch; peak RSS {res['rss']:.0f} MiB)")
+    say(f"  CPU: {res['cpu']:.1f} s since launch = {res['cpu_per_event']:.3f} ms per event; {res['cpu_note']}")
+
+
+def phase_baselines(run: BenchRun, lines: int) -> None:
+    """[3a] [3b] [4] the naive Faust agent (Faust's defaults, the worker's knobs) and the consume-only ceiling."""
+    broker, tmp, args, summary = run.broker, run.tmp, run.args, run.summary
+    say("\n[3a] naive Faust agent, Faust's defaults: one message at a time, one RocksDB table write per event")
+    summary["naive_defaults"] = nd = run_naive(broker, tmp, args, lines, no_table=False, faust_defaults=True)
+    say_naive(nd)
+    say("\n[3b] the same naive agent with the worker's tuning knobs")
+    summary["naive"] = nv = run_naive(broker, tmp, args, lines, no_table=False)
+    say_naive(nv)
+    say("\n[4] Faust ceiling: the same agent, consume and count only (--no-table)")
+    summary["ceiling"] = nt = run_naive(broker, tmp, args, lines, no_table=True)
+    say_naive(nt)
+
+
+def phase_floor(run: BenchRun) -> None:
+    """[5] the same four hops with no work in them, Faust hops and aiokafka hops."""
+    say(f"\n[5] latency floor: the same four hops with no work in them, at {run.args.latency_rate:g} events/s "
+        "(tests/bench/floor_app.py)")
+    for hops, label in (("faust", "hops 2-4 as Faust agents, as in the worker"),
+                        ("aiokafka", "every hop an aiokafka batch reader, no Faust stream")):
+        fl = run_floor(run.broker, run.tmp, run.args, hops)
+        run.summary["floor_" + hops] = fl
+        say(f"  {label}: {fl['n']} of {fl['sent']} items through: p50 {fl['p50']:.1f} ms, "
+            f"p90 {fl['p90']:.1f} ms, p99 {fl['p99']:.1f} ms, max {fl['max']:.1f} ms, mean {fl['mean']:.1f} ms")
+        say(f"    floor app {fl['cpu_share'] * 100:.0f} % of one core; {fl['cpu_note']}")
+
+
+def say_baseline_ratios(summary: dict) -> None:
+    """harmrank's rate against each naive agent's and the ceiling's, and the CPU per event of each."""
+    nd, nv, nt = summary["naive_defaults"], summary["naive"], summary["ceiling"]
+    equal = summary["equal"]
+    # The worker's rate is the one to the ranking equal to the batch's: consuming the input
+    # is only its first hop (the naive agents have no other).
+    ours = summary["e2e_rank"] if equal else summary["e2e"]
+    say(f"harmrank, for the ratios: {ours:.0f} events/s "
+        + ("(to ranking equal)" if equal else "(to all consumed: the ranking was never equal)"))
+    say(f"naive Faust agent, one table write per event, Faust's defaults: {nd['rate']:.0f} events/s  -> "
+        f"harmrank is {ours / nd['rate']:.1f} times the baseline")
+    say(f"the same naive agent with the worker's tuning knobs: {nv['rate']:.0f} events/s  -> harmrank is "
+        f"{ours / nv['rate']:.1f} times that")
+    say(f"Faust consume-only ceiling: {nt['rate']:.0f} events/s  -> harmrank is "
+        f"{ours / nt['rate']:.2f} times the ceiling")
+    say(f"CPU per event (independent of other load): harmrank worker {summary['cpu_per_event']:.2f} ms, "
+        f"naive {summary['naive_defaults']['cpu_per_event']:.2f} ms (Faust's defaults), "
+        f"{summary['naive']['cpu_per_event']:.2f} ms (tuned), consume-only {summary['ceiling']['cpu_per_event']:.2f} ms")
+
+
+def say_summary(summary: dict, args: argparse.Namespace) -> None:
+    """The figures of every phase run, in a few lines."""
+    lines, equal = summary["lines"], summary["equal"]
+    say("\n" + "=" * 78)
+    say(f"end-to-end: {summary['e2e']:.0f} events/s ({lines} events, {args.partitions} partitions; "
+        + (f"{summary['e2e_rank']:.0f} events/s to ranking equal), " if equal else "), ")
+        + f"ranking equals batch: {'yes' if equal else 'NO'}")
+    if "publish_rate" in summary:
+        say(f"harmrank publish: {summary['publish_rate']:.0f} events/s")
+    if "naive" in summary:
+        say_baseline_ratios(summary)
+    lat = summary["latency"]
+    say(f"latency at {lat['rate']:g} events/s: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, "
+        f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({lat['n']} ranking events)"
+        + (f"; consumed-by-worker delay p50 {lat['consumed_delay'][50]:.0f} ms, p99 {lat['consumed_delay'][99]:.0f} ms"
+           if lat.get("consumed_delay") else ""))
+    for hops in ("faust", "aiokafka"):
+        fl = summary.get("floor_" + hops)
+        if fl:
+            say(f"latency floor (the same hops, no work; {hops} hops): p50 {fl['p50']:.0f} ms, "
+                f"p90 {fl['p90']:.0f} ms, p99 {fl['p99']:.0f} ms ({fl['n']} of {fl['sent']} items)")
+    say(f"worker peak RSS: {summary['rss']:.0f} MiB after the feed, {summary['rss_end']:.0f} MiB at the end; "
+        f"CPU {summary['cpu']:.1f} s for the feed")
+    if "others_e2e" in summary:
+        say(f"CPU during end-to-end: {summary['others_e2e']}")
+    say(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    say("=" * 78)
+
+
+def run_phases(run: BenchRun) -> None:
+    """The broker, then every phase the flags leave in, then the summary."""
+    run.broker = start_broker()
+    say(f"broker: tansu on {run.broker.bootstrap} (pid {run.broker.pid})")
+    feed, consumed = phase_end_to_end(run)
+    phase_latency(run, feed, consumed)
+    if not run.args.skip_baseline:
+        phase_baselines(run, feed.lines)
+    if not run.args.skip_floor:
+        phase_floor(run)
+    say_summary(run.summary, run.args)
+
+
+def stop_everything(run: BenchRun, ok: bool) -> None:
+    """Stop every child and the broker; remove the work dir after a good run unless --keep."""
+    for c in reversed(CHILDREN):
+        with contextlib.suppress(Exception):
+            c.stop(grace=10)
+    if run.broker is not None:
+        with contextlib.suppress(Exception):
+            run.broker.stop()
+    if ok and not run.args.keep:
+        shutil.rmtree(run.tmp, ignore_errors=True)
+    else:
+        say(f"(work dir kept: {run.tmp})")
+
+
+def main(argv: Optional[list] = None) -> int:
+    args = parse_args(argv)
+    stop_on_signals()
+    run = BenchRun(args, Path(tempfile.mkdtemp(prefix="harmrank-bench-")))
     ok = False
-    summary: dict = {}
     say(f"harmrank stream benchmark: {args.events} events, {args.partitions} partitions; "
-        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; work dir {tmp}")
+        f"{os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; work dir {run.tmp}")
     try:
-        broker = start_broker()
-        say(f"broker: tansu on {broker.bootstrap} (pid {broker.pid})")
-
-        # ---------------------------------------------------------------- phase 1
-        say("\n[1] end to end: publish everything, then run the worker over it")
-        feed = tmp / "feed.jsonl"
-        t = time.monotonic()
-        lines, _, newest_us = write_feed(feed, generate(seed=1, events=args.events, **first_feed_span(args)))
-        say(f"  feed: seed=1, {lines} non-blank lines ({feed.stat().st_size / 1e6:.1f} MB), "
-            f"written in {time.monotonic() - t:.1f} s")
-
-        t_rank = time.monotonic()
-        rank = run_cli(["rank", str(feed), "--json"], clean_env(), tmp / "rank.out")
-        CHILDREN.append(rank)
-        t_pub = time.monotonic()
-        pub = run_cli(["publish", str(feed)], clean_env(broker=broker.url), tmp / "publish.log")
-        CHILDREN.append(pub)
-        if pub.proc.wait(timeout=max(600, lines / 50)) != 0:
-            raise BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
-        pub_elapsed = time.monotonic() - t_pub
-        pub_out = pub.tail(2000)
-        m = re.search(r"sent (\d+) events in ([\d.]+) s \((\d+)/s\), (\d+) failed", pub_out)
-        if m:
-            say(f"  harmrank publish: {m.group(0)}  (process wall time {pub_elapsed:.1f} s, "
-                f"with `harmrank rank` running alongside)")
-            summary["publish_rate"] = float(m.group(3))
-        else:
-            say(f"  harmrank publish finished in {pub_elapsed:.1f} s: {pub_out.strip()[-300:]}")
-        if rank.proc.wait(timeout=max(600, lines / 20)) != 0:
-            raise BenchError(f"harmrank rank exited {rank.proc.returncode}")
-        rank.stop()
-        expected = ranking_json(tmp / "rank.out")
-        for line in (tmp / "rank.out").read_text(errors="replace").splitlines():  # its summary, not the JSON
-            if line.strip() and not line.startswith(("[", "line ")):
-                say(f"  harmrank rank: {line.strip()}  ({time.monotonic() - t_rank:.1f} s)")
-        if expected is None:
-            raise BenchError(f"no JSON from harmrank rank:\n{tail(tmp / 'rank.out')}")
-
-        port = free_port()
-        token = secrets.token_hex(16)
-        data_dir = tmp / "worker-data"
-        env = clean_env(broker=broker.url, data_dir=data_dir, clock="event", web_port=port,
-                        api_token=token, partitions=args.partitions, **args.worker_settings)
-        if args.worker_settings:
-            say("  worker settings: " + ", ".join(f"HARMRANK_{k.upper()}={v}" for k, v in args.worker_settings.items()))
-        t_launch = time.time()
-        child = run_cli(["worker"], env, tmp / "worker.log")
-        CHILDREN.append(child)
-        worker = HarmrankWorker(child, port, token)
-        meter = None
-        t_ready = worker.wait_ready(timeout=240)
-        meter = CpuMeter([child.pid, broker.pid])
-        at_ready = worker.consumed() or 0
-        say(f"  worker ready {t_ready - t_launch:.1f} s after launch ({at_ready} events already consumed then)")
-        t_consumed, n = worker.wait_consumed(lines, stall=180, cap=120 + lines / 100, label="feed")
-        cpu_note = meter.report()
-        say(f"  all {lines} lines consumed {t_consumed - t_ready:.1f} s after ready"
-            + (f" (counter says {n}: {n - lines} counted twice)" if n != lines else ""))
-        rank_timeout = 300 + lines / 500
-        t_equal, got = worker.wait_ranking(expected, timeout=rank_timeout)
-        equal = t_equal is not None
-        if equal:
-            say(f"  /ranking equals `harmrank rank --json` {t_equal - t_ready:.1f} s after ready "
-                f"({len(expected)} entries, as_of {got.get('as_of')})")
-        else:
-            say(f"  /ranking did NOT equal `harmrank rank --json` within {rank_timeout:.0f} s after all was consumed:")
-            say(ranking_diff(expected, (got or {}).get("entries") or []))
-        st = proc_status(child.pid)
-        samples = worker.metrics() or []
-        outcomes: dict = {}
-        for name, labels, v in samples:
-            if name == "harmrank_events_consumed_total" and v:
-                outcomes[labels.get("outcome", "?")] = outcomes.get(labels.get("outcome", "?"), 0) + int(v)
-        outputs = int(sum(v for name, _, v in samples if name == "harmrank_output_events_total"))
-        e2e = lines / (t_consumed - t_ready)
-        e2e_rank = lines / (t_equal - t_ready) if equal else float("nan")
-        say(f"  consumed by outcome: {outcomes}; ranking events emitted: {outputs}")
-        say(f"  CPU from ready to all consumed: {cpu_note}")
-        summary["others_e2e"] = cpu_note
-        say(f"  END TO END: {e2e:.0f} events/s to all consumed; "
-            + (f"{e2e_rank:.0f} events/s to ranking equal" if equal else "ranking never equal"))
-        summary["cpu_per_event"] = st.get("cpu", float("nan")) / lines * 1000.0
-        say(f"  worker CPU per input line: {summary['cpu_per_event']:.3f} ms (since launch, to ranking equal)")
-        say(f"  worker: peak RSS (VmHWM) {st.get('VmHWM', float('nan')):.0f} MiB, RSS now "
-            f"{st.get('VmRSS', float('nan')):.0f} MiB, CPU {st.get('cpu', float('nan')):.1f} s since launch "
-            f"({st.get('cpu', float('nan')) / (t_consumed - t_launch) * 100:.0f} % of one core on average)")
-        summary.update(e2e=e2e, e2e_rank=e2e_rank, equal=equal, lines=lines, rss=st.get("VmHWM"),
-                       cpu=st.get("cpu"), ranking_events=outputs)
-
-        # ---------------------------------------------------------------- latency
-        say(f"\n[2] latency: the caught-up worker, a newer feed at {args.latency_rate:g} events/s")
-        before = worker.metrics() or []
-        lat = run_latency(broker, worker, tmp, args, n, feed, newest_us)
-        summary["latency"] = lat
-        samples = subtract_samples(worker.metrics() or [], before)
-        rows = histogram_summary(samples, "harmrank_processing_latency_seconds")
-        if rows:
-            say("  harmrank_processing_latency_seconds (per stage batch, latency phase only; bucket bounds):")
-            for r in rows:
-                say(r)
-        # Stream and batch over both feeds (a check, not a figure: the latency feed's merges
-        # may race its corrections across partitions; see README "Ordering").
-        both = tmp / "both.jsonl"
-        with open(both, "wb") as out:
-            for part in (feed, lat["feed"]):
-                out.write(part.read_bytes())
-        rank2 = run_cli(["rank", str(both), "--json"], clean_env(), tmp / "rank2.out")
-        CHILDREN.append(rank2)
-        rank2_code = rank2.proc.wait(timeout=max(600, lines / 20))
-        expected2 = ranking_json(tmp / "rank2.out") if rank2_code == 0 else None
-        if expected2 is None:  # a check that could not be made is said, not passed
-            say(f"  harmrank rank over both feeds exited {rank2_code} without a ranking:\n{tail(tmp / 'rank2.out')}")
-        t_eq2, got2 = worker.wait_ranking(expected2, timeout=60) if expected2 is not None else (None, None)
-        summary["equal2"] = t_eq2 is not None
-        say("  after the latency feed, /ranking equals `harmrank rank` over both feeds: "
-            + ("yes" if t_eq2 is not None else "NO"))
-        if t_eq2 is None and expected2 is not None:
-            say(ranking_diff(expected2, (got2 or {}).get("entries") or []))
-        st = proc_status(child.pid)
-        summary["rss_end"] = st.get("VmHWM")
-        say(f"  worker: peak RSS (VmHWM) {st.get('VmHWM', float('nan')):.0f} MiB, CPU {st.get('cpu', 0):.1f} s")
-        child.stop(grace=20)
-        log_text = tail(child.log, 10_000_000)
-        bad = [ln for ln in log_text.splitlines() if re.search(r"\b(ERROR|CRITICAL|Traceback|WARNING)\b", ln)]
-        summary["worker_log_warnings"] = len(bad)
-        say(f"  worker stopped (exit code {child.proc.returncode}); its log has {len(bad)} WARNING/ERROR lines"
-            + (":" if bad else ""))
-        for ln in bad[:15]:
-            say("    | " + ln[:300])
-        worker = None
-
-        # ---------------------------------------------------------------- baselines
-        if not args.skip_baseline:
-            say("\n[3a] naive Faust agent, Faust's defaults: one message at a time, one RocksDB table write per event")
-            nd = run_naive(broker, tmp, args, lines, no_table=False, faust_defaults=True)
-            say(f"  {nd['count']} events in {nd['seconds']:.1f} s from its first event: {nd['rate']:.0f} events/s "
-                f"(first event {nd['startup']:.1f} s after launch; peak RSS {nd['rss']:.0f} MiB)")
-            say(f"  CPU: {nd['cpu']:.1f} s since launch = {nd['cpu_per_event']:.3f} ms per event; {nd['cpu_note']}")
-            summary["naive_defaults"] = nd
-            say("\n[3b] the same naive agent with the worker's tuning knobs")
-            nv = run_naive(broker, tmp, args, lines, no_table=False)
-            say(f"  {nv['count']} events in {nv['seconds']:.1f} s from its first event: {nv['rate']:.0f} events/s "
-                f"(first event {nv['startup']:.1f} s after launch; peak RSS {nv['rss']:.0f} MiB)")
-            say(f"  CPU: {nv['cpu']:.1f} s since launch = {nv['cpu_per_event']:.3f} ms per event; {nv['cpu_note']}")
-            summary["naive"] = nv
-            say("\n[4] Faust ceiling: the same agent, consume and count only (--no-table)")
-            nt = run_naive(broker, tmp, args, lines, no_table=True)
-            say(f"  {nt['count']} events in {nt['seconds']:.1f} s from its first event: {nt['rate']:.0f} events/s "
-                f"(first event {nt['startup']:.1f} s after launch; peak RSS {nt['rss']:.0f} MiB)")
-            say(f"  CPU: {nt['cpu']:.1f} s since launch = {nt['cpu_per_event']:.3f} ms per event; {nt['cpu_note']}")
-            summary["ceiling"] = nt
-
-        # ---------------------------------------------------------------- latency floor
-        if not args.skip_floor:
-            say(f"\n[5] latency floor: the same four hops with no work in them, at {args.latency_rate:g} events/s "
-                "(tests/bench/floor_app.py)")
-            for hops, label in (("faust", "hops 2-4 as Faust agents, as in the worker"),
-                                ("aiokafka", "every hop an aiokafka batch reader, no Faust stream")):
-                fl = run_floor(broker, tmp, args, hops)
-                summary["floor_" + hops] = fl
-                say(f"  {label}: {fl['n']} of {fl['sent']} items through: p50 {fl['p50']:.1f} ms, "
-                    f"p90 {fl['p90']:.1f} ms, p99 {fl['p99']:.1f} ms, max {fl['max']:.1f} ms, mean {fl['mean']:.1f} ms")
-                say(f"    floor app {fl['cpu_share'] * 100:.0f} % of one core; {fl['cpu_note']}")
-
-        # ---------------------------------------------------------------- summary
-        say("\n" + "=" * 78)
-        say(f"end-to-end: {summary['e2e']:.0f} events/s ({lines} events, {args.partitions} partitions; "
-            + (f"{summary['e2e_rank']:.0f} events/s to ranking equal), " if equal else "), ")
-            + f"ranking equals batch: {'yes' if equal else 'NO'}")
-        if "publish_rate" in summary:
-            say(f"harmrank publish: {summary['publish_rate']:.0f} events/s")
-        if "naive" in summary:
-            nd, nv, nt = summary["naive_defaults"], summary["naive"], summary["ceiling"]
-            # The worker's rate is the one to the ranking equal to the batch's: consuming the input
-            # is only its first hop (the naive agents have no other).
-            ours = summary["e2e_rank"] if equal else summary["e2e"]
-            say(f"harmrank, for the ratios: {ours:.0f} events/s "
-                + ("(to ranking equal)" if equal else "(to all consumed: the ranking was never equal)"))
-            say(f"naive Faust agent, one table write per event, Faust's defaults: {nd['rate']:.0f} events/s  -> "
-                f"harmrank is {ours / nd['rate']:.1f} times the baseline")
-            say(f"the same naive agent with the worker's tuning knobs: {nv['rate']:.0f} events/s  -> harmrank is "
-                f"{ours / nv['rate']:.1f} times that")
-            say(f"Faust consume-only ceiling: {nt['rate']:.0f} events/s  -> harmrank is "
-                f"{ours / nt['rate']:.2f} times the ceiling")
-        if "naive" in summary:
-            say(f"CPU per event (independent of other load): harmrank worker {summary['cpu_per_event']:.2f} ms, "
-                f"naive {summary['naive_defaults']['cpu_per_event']:.2f} ms (Faust's defaults), "
-                f"{summary['naive']['cpu_per_event']:.2f} ms (tuned), consume-only {summary['ceiling']['cpu_per_event']:.2f} ms")
-        lat = summary["latency"]
-        say(f"latency at {lat['rate']:g} events/s: p50 {lat['p50']:.0f} ms, p90 {lat['p90']:.0f} ms, "
-            f"p99 {lat['p99']:.0f} ms, max {lat['max']:.0f} ms ({lat['n']} ranking events)"
-            + (f"; consumed-by-worker delay p50 {lat['consumed_delay'][50]:.0f} ms, p99 {lat['consumed_delay'][99]:.0f} ms"
-               if lat.get("consumed_delay") else ""))
-        for hops in ("faust", "aiokafka"):
-            fl = summary.get("floor_" + hops)
-            if fl:
-                say(f"latency floor (the same hops, no work; {hops} hops): p50 {fl['p50']:.0f} ms, "
-                    f"p90 {fl['p90']:.0f} ms, p99 {fl['p99']:.0f} ms ({fl['n']} of {fl['sent']} items)")
-        say(f"worker peak RSS: {summary['rss']:.0f} MiB after the feed, {summary['rss_end']:.0f} MiB at the end; "
-            f"CPU {summary['cpu']:.1f} s for the feed")
-        if "others_e2e" in summary:
-            say(f"CPU during end-to-end: {summary['others_e2e']}")
-        say(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
-        say("=" * 78)
+        run_phases(run)
         ok = True
     except BenchError as exc:
         say(f"\nBENCHMARK FAILED: {exc}")
@@ -1190,19 +1367,10 @@ def main(argv: Optional[list] = None) -> int:
 
         traceback.print_exc()
         say(f"\nBENCHMARK FAILED: {type(exc).__name__}: {exc}")
-        if worker is not None:
-            say(f"worker log tail:\n{worker.child.tail()}")
+        if run.worker is not None:
+            say(f"worker log tail:\n{run.worker.child.tail()}")
     finally:
-        for c in reversed(CHILDREN):
-            with contextlib.suppress(Exception):
-                c.stop(grace=10)
-        if broker is not None:
-            with contextlib.suppress(Exception):
-                broker.stop()
-        if ok and not args.keep:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            say(f"(work dir kept: {tmp})")
+        stop_everything(run, ok)
     return 0 if ok else 1
 
 

@@ -20,8 +20,8 @@ With ``--faust-defaults`` those tuning knobs are left at Faust's own defaults in
 agent as the Faust documentation writes it, the nearest we have to what
 ``../shared/NOTES-broker.md`` measured as "Faust agent, one RocksDB table write per event"
 (1.1 k events/s there, on which the issue's goal of 6 times, about a Quix Streams job of the
-same shape, is calibrated; it ran 3.8-4.3 k here on 2026-12-02, and what the notes' agent
-did differently is not known). Only what tansu needs to run at all stays set (session
+same shape, is calibrated; this agent runs faster here, docs/PERFORMANCE.md, and what the
+notes' agent does differently is not known). Only what tansu needs to run at all stays set (session
 timeout, offset reset, raw serializers, web off, the end-offset fix).
 """
 from __future__ import annotations
@@ -48,15 +48,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    import faust
-
-    from agents import tansu_offsets
-
+def app_id_of(args: argparse.Namespace) -> str:
+    """The app id (so the consumer group): one for each of table/no table and tuned/Faust defaults."""
     app_id = args.app_id or ("bench-naive-notable" if args.no_table else "bench-naive")
     if args.faust_defaults:
         app_id += "-defaults"
+    return app_id
+
+
+def make_app(args: argparse.Namespace):
+    """The Faust app with the worker's tuning knobs (or Faust's own with ``--faust-defaults``)."""
+    import faust
+
+    from agents.compat import tansu_offsets
+
     tuning = {} if args.faust_defaults else dict(  # the harmrank worker's knobs
         producer_linger=0.005,
         broker_commit_interval=10.0,
@@ -64,7 +69,7 @@ def main(argv=None) -> int:
         stream_wait_empty=False,
     )
     app = faust.App(
-        app_id,
+        app_id_of(args),
         broker=args.broker,
         store="rocksdb://",
         datadir=args.datadir,
@@ -82,53 +87,79 @@ def main(argv=None) -> int:
     # The worker's fix for tansu's wrong ListOffsets(LATEST) (only matters at recovery;
     # harmless on this fresh start).
     if tansu_offsets.is_local_tansu(args.broker):
-        tansu_offsets.install_tansu_end_offset_fix(app)
+        tansu_offsets.install_tansu_end_offset_fix()
+    return app
 
+
+def table_key(value: bytes, count: int) -> str:
+    """The event's crime_ref, else its event_id, else ``line-<count>`` for a value that has neither."""
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        obj = None
+    key = None
+    if isinstance(obj, dict):
+        key = obj.get("crime_ref") or obj.get("event_id")
+    if not isinstance(key, str) or not key:
+        key = f"line-{count}"
+    return key
+
+
+def add_consumer(app, args: argparse.Namespace, state: dict) -> None:
+    """The one agent: one event at a time, one table write each (unless ``--no-table``), counted in ``state``."""
     source = app.topic(args.topic, partitions=args.partitions, key_serializer="raw", value_serializer="raw")
     table = None
     if not args.no_table:
         table = app.Table("naive-latest", default=None, partitions=args.partitions,
                           key_type=bytes, value_type=bytes)
 
-    state = {"count": 0, "first": 0.0, "last": 0.0}
-
     @app.agent(source)
     async def consume(stream):
         async for value in stream:
             if table is not None:
-                try:
-                    obj = json.loads(value)
-                except ValueError:
-                    obj = None
-                key = None
-                if isinstance(obj, dict):
-                    key = obj.get("crime_ref") or obj.get("event_id")
-                if not isinstance(key, str) or not key:
-                    key = f"line-{state['count']}"
-                table[key.encode()] = value
+                table[table_key(value, state["count"]).encode()] = value
             now = time.time()
             if not state["count"]:
                 state["first"] = now
             state["count"] += 1
             state["last"] = now
 
-    tmp = args.count_file + ".tmp"
+
+def count_writer(count_file: str, state: dict):
+    """A function writing ``<count> <first> <last>`` to ``count_file`` atomically (via a rename)."""
+    tmp = count_file + ".tmp"
 
     def write_count() -> None:
         with open(tmp, "w") as fh:
             fh.write(f"{state['count']} {state['first']:.6f} {state['last']:.6f}\n")
-        os.replace(tmp, args.count_file)
+        os.replace(tmp, count_file)
+
+    return write_count
+
+
+def quiet_faust_logs(app) -> None:
+    """Faust's debug records on every message cost real time; keep them off the hot path."""
+    @app.task
+    async def quiet():
+        for name in ("aiokafka", "faust", "mode", "kafka"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import faust
+
+    app = make_app(args)
+    state = {"count": 0, "first": 0.0, "last": 0.0}
+    add_consumer(app, args, state)
+    write_count = count_writer(args.count_file, state)
 
     @app.timer(interval=0.25)
     async def report():
         write_count()
 
     if not args.faust_defaults:
-        @app.task
-        async def quiet():
-            # Faust's debug records on every message cost real time; keep them off the hot path.
-            for name in ("aiokafka", "faust", "mode", "kafka"):
-                logging.getLogger(name).setLevel(logging.WARNING)
+        quiet_faust_logs(app)
 
     write_count()
     worker = faust.Worker(app, loglevel="info", redirect_stdouts=False)

@@ -29,13 +29,14 @@ READY_TIMEOUT = 90.0
 INPUT_TOPIC = "crime-reports"
 OUTPUT_TOPIC = "harm-ranking"
 DLQ_TOPIC = "crime-reports.dlq"
+FAULTS_DIR = REPO / "tests" / "faults"  # its sitecustomize.py injects the faults a test asks for
 
 
 # -- environment ------------------------------------------------------------------------
 
 def clean_env(**settings: object) -> dict:
-    """os.environ without any HARMRANK_* variable, plus ``settings`` as HARMRANK_<NAME>."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HARMRANK_")}
+    """os.environ without any HARMRANK_* (or TEST_FAULT_*) variable, plus ``settings`` as HARMRANK_<NAME>."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HARMRANK_", "TEST_FAULT_"))}
     env["PYTHONUNBUFFERED"] = "1"
     env["PYTHONPATH"] = str(REPO) + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     for name, value in settings.items():
@@ -143,16 +144,22 @@ def read_topic(broker, topic: str, expected: int = 0, quiet: float = 2.0, timeou
 # -- the worker -------------------------------------------------------------------------
 
 class Worker:
-    """A `harmrank worker` subprocess with its own data dir and web port."""
+    """A `harmrank worker` subprocess with its own data dir and web port.
+
+    One worker process unless a test sets ``processes``: the suite's workers would
+    otherwise take a process per core each (HARMRANK_PROCESSES' default). `faults`
+    (environment variables, see tests/faults/sitecustomize.py) puts the test's fault
+    injection on the subprocess's PYTHONPATH; change or clear it between starts."""
 
     def __init__(self, broker, data_dir: Path, log_dir: Path, name: str = "worker", **settings):
-        from agents.broker import free_port
+        from agents.local_broker import free_port
 
         self.broker = broker
         self.data_dir = Path(data_dir)
         self.port = int(settings.pop("web_port", None) or free_port())
         self.token = settings.pop("api_token", TOKEN)
-        self.settings = {"clock": "event", "partitions": 4, **settings}
+        self.faults: dict = settings.pop("faults", None) or {}
+        self.settings = {"clock": "event", "partitions": 4, "processes": 1, **settings}
         self.log_dir = Path(log_dir)
         self.name = name
         self.proc: Optional[subprocess.Popen] = None
@@ -171,6 +178,9 @@ class Worker:
         self._log_fh = open(log, "wb")
         env = clean_env(broker=self.broker.url, data_dir=self.data_dir, web_port=self.port,
                         web_host="127.0.0.1", api_token=self.token, **self.settings)
+        if self.faults:
+            env["PYTHONPATH"] = str(FAULTS_DIR) + os.pathsep + env["PYTHONPATH"]
+            env.update({name: str(value) for name, value in self.faults.items()})
         self.proc = subprocess.Popen([sys.executable, "-m", "agents.cli", "worker"], env=env, cwd=str(REPO),
                                      stdout=self._log_fh, stderr=subprocess.STDOUT, start_new_session=True)
         return self
@@ -184,6 +194,15 @@ class Worker:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def child_pids(self) -> list:
+        """The pids of the worker's children (its worker processes, under HARMRANK_PROCESSES > 1)."""
+        if not self.alive():
+            return []
+        with contextlib.suppress(OSError):
+            text = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children").read_text()
+            return sorted(int(pid) for pid in text.split())
+        return []
 
     def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
@@ -233,6 +252,17 @@ class Worker:
         pytest.fail(f"/ranking never equalled `harmrank rank` within {timeout:g} s:\n"
                     f"{ranking_diff(expected, (last or {}).get('entries') or [])}\n"
                     f"as_of={None if last is None else last.get('as_of')}\nworker log:\n{self.log_tail(2000)}")
+
+    def wait_until(self, condition, what: str, timeout: float = 90.0) -> None:
+        """Poll `condition()` until it is true; fail naming `what` (and the log) if it never is."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.alive():
+                pytest.fail(f"worker died (code {self.proc.returncode}) waiting for {what}:\n{self.log_tail()}")
+            if condition():
+                return
+            time.sleep(0.5)
+        pytest.fail(f"never happened within {timeout:g} s: {what}\n{self.log_tail(2000)}")
 
     def kill9(self) -> None:
         if self.alive():
@@ -302,14 +332,16 @@ def ranking_diff(expected: list, got: list) -> str:
     return "\n".join(lines)
 
 
-ENTERED_FIELDS = {"event_id", "type", "suspect_id", "rank", "score", "allegations", "victims", "as_of", "cause"}
-EXITED_FIELDS = {"event_id", "type", "suspect_id", "reason", "score", "allegations", "victims", "as_of", "cause"}
+ENTERED_FIELDS = {"event_id", "type", "list", "suspect_id", "rank", "score", "allegations", "victims", "as_of",
+                  "cause"}
+EXITED_FIELDS = {"event_id", "type", "list", "suspect_id", "reason", "score", "allegations", "victims", "as_of",
+                 "cause"}
 EXIT_REASONS = {"displaced", "expired", "corrected", "merged"}
 
 
 def check_output_event(ev: dict) -> None:
     assert isinstance(ev, dict), ev
-    if ev.get("type") == "ranking.entered":
+    if ev.get("type") in ("ranking.entered", "ranking.updated"):
         missing = ENTERED_FIELDS - set(ev)
         assert not missing, f"entered event lacks {sorted(missing)}: {ev}"
         assert isinstance(ev["rank"], int) and ev["rank"] >= 1, ev
@@ -343,7 +375,7 @@ def replay_membership(events: list, top_n: int, dedup: bool = False) -> set:
         s = ev["suspect_id"]
         if dedup:
             if ev["event_id"] in seen_ids:
-                if (ev["type"] == "ranking.entered") != (s in members):
+                if ev["type"] != "ranking.updated" and (ev["type"] == "ranking.entered") != (s in members):
                     dropped.append((i, seen_ids[ev["event_id"]], ev))
                 continue
             seen_ids[ev["event_id"]] = i
@@ -351,6 +383,8 @@ def replay_membership(events: list, top_n: int, dedup: bool = False) -> set:
             assert s not in members, f"output #{i}: double entry of {s}: {ev}{why()}"
             members.add(s)
             assert len(members) <= top_n, f"output #{i}: {len(members)} members > {top_n} after {ev}{why()}"
+        elif ev["type"] == "ranking.updated":
+            assert s in members, f"output #{i}: update of {s}, who is no member: {ev}{why()}"
         else:
             assert s in members, f"output #{i}: exit of {s} without a prior entry: {ev}{why()}"
             members.remove(s)

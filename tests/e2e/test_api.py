@@ -20,7 +20,7 @@ pytestmark = pytest.mark.e2e
 
 
 def _start_broker():
-    from agents.broker import BrokerError, LocalBroker, free_port
+    from agents.local_broker import BrokerError, LocalBroker, free_port
 
     last = None
     for _ in range(3):
@@ -95,6 +95,53 @@ def test_no_token_configured_closes_personal_data(api, template):
         assert "error" in json.loads(body)
     assert closed.get("/healthz")[0] == 200
     assert closed.get("/readyz")[0] == 200
+
+
+def worker_routes() -> list:
+    """(method, path) of every route the worker's web app serves, read from its router.
+
+    The app is built in this process exactly as the worker builds it, so a view
+    that Faust (or anyone) adds in a later version is listed here too.
+    """
+    from agents.settings import Settings
+    from agents.topology import build_app
+    from agents.web import install_views
+    from schemas.harm_table import load_harm_table
+
+    app, rt = build_app(Settings(api_token=TOKEN, data_dir="unused"), load_harm_table())
+    install_views(app, rt)
+    app.web.init_server()
+    routes = []
+    for route in app.web.web_app.router.routes():
+        info = route.resource.get_info() if route.resource is not None else {}
+        path = info.get("path") or info.get("formatter") or info.get("prefix")
+        if path and route.method not in ("HEAD", "OPTIONS"):
+            routes.append((route.method, re.sub(r"\{[^}]*\}", "S1", path)))
+    return sorted(set(routes))
+
+
+PUBLIC = {"/healthz", "/readyz", "/metrics"}
+
+
+def test_every_route_but_health_and_metrics_needs_the_token(api):
+    secured, closed, _, _ = api
+    routes = worker_routes()
+    paths = {path for _, path in routes}
+    assert PUBLIC | {"/ranking", "/suspects/S1"} <= paths, routes
+    for method, path in routes:
+        for extra in ("", "/", "?x=1"):
+            if method != "GET":
+                continue
+            status, body = secured.get(path + extra)
+            if path in PUBLIC and extra != "/":
+                assert status == 200, (path + extra, status, body[:200])
+            else:
+                assert status == 401, (path + extra, status, body[:200])
+                assert closed.get(path + extra, token=TOKEN)[0] == 403, path + extra
+    # Faust's own views of tables and partitions are not mounted at all, token or not.
+    for path in ("/router/", "/table/ledger/p:S1/", "/graph/", "/stats/", "/performance/"):
+        assert secured.get(path)[0] == 401, path
+        assert secured.get(path, token=TOKEN)[0] == 404, path
 
 
 def test_healthz_and_readyz(api):

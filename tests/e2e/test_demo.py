@@ -40,11 +40,13 @@ def test_demo_shows_entries_and_exits_and_cleans_up(tmp_path):
     proc.wait(timeout=120)
     out = "".join(lines)
     assert proc.returncode == 0, out[-3000:]
-    summaries = re.findall(r"members (\d+) entries (\d+) exits (\d+)", out)
+    summaries = re.findall(r"list vawg members (\d+) entries (\d+) exits (\d+)", out)
     assert summaries, out[-3000:]
     members, entries, exits = map(int, summaries[-1])
     assert entries > 0 and exits > 0, out[-3000:]
     assert 0 < members <= 100 and 0 < entries - exits <= 100, "never more than N members"
+    assert re.search(r"\| vawg-escalation: \d+ in, \d+ out", out) and re.search(r"\| drugs-supply: \d+ in", out), (
+        "the demo's three lists each announce their events")
     assert "demo stopped" in out
     assert seen_children, "the demo should have started a broker and a worker"
     alive = {pid for pid in seen_children if os.path.exists(f"/proc/{pid}")

@@ -115,7 +115,7 @@ def test_merges_published_on_other_keys_go_through_the_merge_partition(own_broke
     """A merge that arrives on another input partition than the key `suspects.merged`'s is forwarded
     there (so one intake sends every merge to the register partitions, in one order) and applied."""
     from agents.intake import merge_partition
-    from agents.publish import MERGE_KEY
+    from schemas.events import MERGE_KEY
 
     events = [e for e in generate(seed=505, events=3000, invalid_rate=0.0) if e["type"] != "suspects.merged"]
     crime = write_feed(tmp_path / "crime.jsonl", events)
@@ -205,7 +205,8 @@ def test_a_kill_between_local_state_and_changelog_loses_nothing_on_another_worke
     tail_feed = write_feed(tmp_path / "tail.jsonl", tail)
     after_tail = rank_lines(whole.read_bytes().splitlines() + tail_feed.read_bytes().splitlines(), harm)
 
-    first_worker = workers(own_broker, partitions=4, test_crash_after_local_write=f"{table}:2").start()
+    first_worker = workers(own_broker, partitions=4,
+                           faults={"TEST_FAULT_KILL_AFTER_LOCAL_WRITE": f"{table}:2"}).start()
     first_worker.wait_ready()
     publish_file(own_broker, first)
     deadline = time.monotonic() + 60
@@ -213,7 +214,7 @@ def test_a_kill_between_local_state_and_changelog_loses_nothing_on_another_worke
         time.sleep(0.2)
     assert first_worker.proc.returncode == -9, f"the crash point was not reached:\n{first_worker.log_tail()}"
 
-    del first_worker.settings["test_crash_after_local_write"]
+    first_worker.faults = {}
     first_worker.start()  # same data directory: its RocksDB holds the batch its changelog may lack
     first_worker.wait_ready(timeout=120)
     publish_file(own_broker, rest)
@@ -286,18 +287,24 @@ def test_wall_clock_expiry(own_broker, workers, tmp_path):
 
 # -- 4. every kind of bad input goes to the dead-letter topic -------------------------------
 
-def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
-    at = "2025-06-01T10:00:00+00:00"
+_DLQ_AT = "2025-06-01T10:00:00+00:00"
 
-    def ev(eid, etype, **fields):
-        return {"event_id": eid, "type": etype, "at": fields.pop("at", at), **fields}
 
-    def rec(eid, ref, suspects, code="008/06", victim="VG1", **extra):
-        return ev(eid, "report.recorded", crime_ref=ref, offence_code=code, suspects=suspects,
-                  victims=[{"id": victim, "sex": "F"}], **extra)
+def _dlq_event(eid: str, etype: str, **fields) -> dict:
+    """An input event of the dead-letter test, at its fixed time unless ``at`` is given."""
+    return {"event_id": eid, "type": etype, "at": fields.pop("at", _DLQ_AT), **fields}
 
-    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).isoformat()
-    good = [
+
+def _dlq_report(eid: str, ref: str, suspects: list, code: str = "008/06", victim: str = "VG1", **extra) -> dict:
+    """A report.recorded of the dead-letter test, one female victim."""
+    return _dlq_event(eid, "report.recorded", crime_ref=ref, offence_code=code, suspects=suspects,
+                      victims=[{"id": victim, "sex": "F"}], **extra)
+
+
+def _dlq_good_events() -> list:
+    """The valid events sent alongside the bad ones: three suspects ranked, one crime cancelled."""
+    rec, ev = _dlq_report, _dlq_event
+    return [
         rec("g1", "CR-G1", ["SG1"], "008/06", "VG1"),
         rec("g2", "CR-G2", ["SG1"], "019/08", "VG2"),
         rec("g3", "CR-G3", ["SG2"], "105/01", "VG3"),
@@ -307,9 +314,14 @@ def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
         rec("g7", "CR-CANCEL", ["SG3"], "008/06", "VG6"),
         ev("g8", "report.cancelled", crime_ref="CR-CANCEL"),
     ]
+
+
+def _dlq_bad_messages() -> list:
+    """Every kind of bad input, as (label, key, raw bytes, expected reason prefix)."""
+    rec, ev = _dlq_report, _dlq_event
+    future = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=2)).isoformat()
     oversized = rec("b-big", "CR-BIG", ["SG1"], "008/06", "VG1", padding="x" * (70 * 1024))
-    # (label, key, raw bytes, expected reason prefix)
-    bad = [
+    return [
         ("not_utf8", b"CR-X1", b'{"event_id": "\xff\xfe\xfd", "type": "report.cancelled"}', "not_utf8"),
         ("not_json", None, b"{this is not json", "bad_json"),
         ("array", None, b'[{"event_id": "b-arr"}]', "not_object"),
@@ -334,23 +346,10 @@ def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
         ("self_merge", b"suspects.merged", json.dumps(ev("b-self", "suspects.merged", suspect_id="SG1",
                                                          into="SG1")).encode(), "self_merge"),
     ]
-    assert len(json.dumps(oversized).encode()) > 64 * 1024
 
-    # the file-expressible part, for `harmrank rank` (every line but the non-UTF-8 one)
-    lines = [json.dumps(e) for e in good] + [raw.decode() for label, _, raw, _ in bad if label != "not_utf8"]
-    feed = tmp_path / "mixed.jsonl"
-    feed.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    expected = batch_rank(feed)
-    assert {r["suspect_id"] for r in expected} == {"SG1", "SG2", "SG3"}, expected
 
-    worker = workers(own_broker, partitions=4).start()
-    worker.wait_ready()
-    good_msgs = [(e["crime_ref"].encode(), json.dumps(e).encode()) for e in good]
-    produce_raw(own_broker, good_msgs)
-    placed = produce_raw(own_broker, [(k, raw) for _, k, raw, _ in bad])
-
-    records = read_topic(own_broker, DLQ_TOPIC, expected=len(bad), quiet=2.0, timeout=90)
-    letters = [json.loads(r.value) for r in records]
+def _assert_one_letter_per_bad_message(letters: list, bad: list, placed: list, worker) -> None:
+    """Each bad message has exactly one dead letter: its payload, its reason, its source offset."""
     assert len(letters) == len(bad), f"{len(letters)} dead letters for {len(bad)} bad messages:\n" + \
         "\n".join(str({k: (v if k != 'payload' else v[:80]) for k, v in x.items()}) for x in letters) + \
         f"\n{worker.log_tail(1500)}"
@@ -368,10 +367,9 @@ def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
             f"{label}: source {letter['topic']}/{letter['partition']}@{letter['offset']}, " \
             f"expected {INPUT_TOPIC}/{partition}@{offset}"
 
-    assert worker.get("/readyz")[0] == 200
-    worker.wait_ranking_equals(expected, timeout=60)
 
-    # harmrank_dead_letters_total{reason} matches the dead-letter topic, reason by reason
+def _assert_dead_letter_metric_matches(worker, letters: list) -> None:
+    """harmrank_dead_letters_total{reason} matches the dead-letter topic, reason by reason."""
     from prometheus_client.parser import text_string_to_metric_families
 
     dlq_counts = Counter(letter["reason"].split(":", 1)[0] for letter in letters)
@@ -386,6 +384,34 @@ def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
     for reason in set(metric_counts) | set(dlq_counts):
         assert metric_counts.get(reason, 0) == dlq_counts.get(reason, 0), \
             f"reason {reason}: metric {metric_counts.get(reason, 0)}, dead-letter topic {dlq_counts.get(reason, 0)}"
+
+
+def test_bad_input_goes_to_dead_letter_topic(own_broker, workers, tmp_path):
+    good = _dlq_good_events()
+    bad = _dlq_bad_messages()
+    oversized_raw = next(raw for label, _, raw, _ in bad if label == "oversized")
+    assert len(oversized_raw) > 64 * 1024
+
+    # the file-expressible part, for `harmrank rank` (every line but the non-UTF-8 one)
+    lines = [json.dumps(e) for e in good] + [raw.decode() for label, _, raw, _ in bad if label != "not_utf8"]
+    feed = tmp_path / "mixed.jsonl"
+    feed.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    expected = batch_rank(feed)
+    assert {r["suspect_id"] for r in expected} == {"SG1", "SG2", "SG3"}, expected
+
+    worker = workers(own_broker, partitions=4).start()
+    worker.wait_ready()
+    good_msgs = [(e["crime_ref"].encode(), json.dumps(e).encode()) for e in good]
+    produce_raw(own_broker, good_msgs)
+    placed = produce_raw(own_broker, [(k, raw) for _, k, raw, _ in bad])
+
+    records = read_topic(own_broker, DLQ_TOPIC, expected=len(bad), quiet=2.0, timeout=90)
+    letters = [json.loads(r.value) for r in records]
+    _assert_one_letter_per_bad_message(letters, bad, placed, worker)
+
+    assert worker.get("/readyz")[0] == 200
+    worker.wait_ranking_equals(expected, timeout=60)
+    _assert_dead_letter_metric_matches(worker, letters)
 
 
 # -- 6. two workers share the partitions; either one answers the API ----------------------
@@ -413,7 +439,7 @@ def test_two_workers_share_the_work_and_either_answers(own_broker, workers, tmp_
 # -- 7. the broker lost its data (tansu's memory engine restarted) --------------------------
 
 def test_restart_after_the_broker_lost_its_data(own_broker, workers, tmp_path):
-    from agents.broker import LocalBroker
+    from agents.local_broker import LocalBroker
 
     first_half = write_feed(tmp_path / "a.jsonl", generate(seed=707, events=1500, invalid_rate=0.0))
     data_dir = tmp_path / "kept-data"

@@ -303,3 +303,23 @@ def test_dead_letter_schema_rejects():
         assert not DLQ.is_valid({x: y for x, y in good.items() if x != k})
     assert not DLQ.is_valid({**good, "partition": -1})
     assert not DLQ.is_valid({**good, "payload": None})
+
+
+@pytest.mark.parametrize("raw", [b"x" * 900_000, b"\x01" * 60_000, bytes(range(256)) * 3000, "é".encode() * 200_000])
+def test_bounded_dead_letters_match_schema(raw):
+    d = dead_letter(Rejected("oversized", "detail"), "crime-reports", 0, 9, raw)
+    assert {"payload_sha256", "payload_bytes"} <= set(d)
+    assert DLQ.is_valid(d)
+    assert DLQ.is_valid(json.loads(json.dumps(d)))
+
+
+def test_dead_letter_schema_rejects_a_half_bounded_letter():
+    bounded = dead_letter("oversized: x", "crime-reports", 0, 0, b"x" * 900_000)
+    assert DLQ.is_valid(bounded)
+    assert not DLQ.is_valid({k: v for k, v in bounded.items() if k != "payload_sha256"})
+    assert not DLQ.is_valid({k: v for k, v in bounded.items() if k != "payload_bytes"})
+    assert not DLQ.is_valid({**bounded, "payload_sha256": bounded["payload_sha256"].upper()})
+    assert not DLQ.is_valid({**bounded, "payload_sha256": bounded["payload_sha256"][:63]})
+    assert not DLQ.is_valid({**bounded, "payload_bytes": -1})
+    assert not DLQ.is_valid({**bounded, "payload_bytes": "900000"})
+    assert not DLQ.is_valid({**bounded, "extra": 1})

@@ -79,6 +79,8 @@ def check(top_n, window_days, capacity, seq):
             if out["type"] == "ranking.exited":
                 assert out["suspect_id"] in members, ("exit without entry", out)
                 members.discard(out["suspect_id"])
+            elif out["type"] == "ranking.updated":
+                assert out["suspect_id"] in members, ("update of a non-member", out)
             else:
                 assert out["suspect_id"] not in members, ("entered twice", out)
                 members.add(out["suspect_id"])

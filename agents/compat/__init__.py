@@ -1,0 +1,49 @@
+"""Every work-around for Faust, aiokafka and the local tansu broker, and every private attribute used.
+
+`install(settings, stage_topics)` puts in the work-arounds that apply, in one
+call before the worker starts: Faust's direct message drain and its seek of
+uncommitted partitions always; the tansu end-offset and fetch-wait fixes only
+for the local broker (`tansu_offsets.is_local_tansu`). The worker reaches
+Faust's private parts only through the functions of `faust_private`.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Mapping, Optional
+
+from . import faust_drain, faust_seek, tansu_fetch, tansu_offsets
+from .faust_private import aiokafka_producer, held_partitions, owner_url, partition_db, route_request
+
+__all__ = ["aiokafka_producer", "held_partitions", "install", "owner_url", "partition_db", "route_request",
+           "uninstall"]
+
+log = logging.getLogger("harmrank")
+
+
+def install(settings: Any, stage_topics: Iterable[str], environ: Optional[Mapping[str, str]] = None) -> list:
+    """Install the work-arounds this worker needs; returns their names, for the log.
+
+    Raises ValueError (naming the variable) for a bad ``HARMRANK_TANSU_FIX`` or
+    ``HARMRANK_TANSU_FETCH_WAIT_MS``, before anything is installed.
+    """
+    from ..kafka_clients import aiokafka_kwargs
+
+    servers = settings.bootstrap_servers
+    local = tansu_offsets.is_local_tansu(servers, environ)
+    fetch_wait_ms = tansu_fetch.wait_from_env(environ)  # checked even when unused: a typo is said at once
+    installed = ["faust direct drain", "faust seek of uncommitted partitions"]
+    faust_drain.install()
+    faust_seek.install(stage_topics)
+    if local:
+        tansu_offsets.install_tansu_end_offset_fix(aiokafka_kwargs(settings))
+        tansu_fetch.install_fetch_wait(fetch_wait_ms)
+        installed += ["tansu end offsets from the fetch high watermark", f"tansu fetch wait {fetch_wait_ms} ms"]
+    return installed
+
+
+def uninstall() -> None:
+    """Undo :func:`install` (for tests)."""
+    faust_drain.uninstall()
+    faust_seek.uninstall()
+    tansu_offsets.uninstall()
+    tansu_fetch.uninstall()

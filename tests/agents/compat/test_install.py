@@ -1,0 +1,52 @@
+"""agents.compat.install: one call puts in the work-arounds that apply, the tansu ones only for the local broker."""
+from __future__ import annotations
+
+import pytest
+from faust.transport.consumer import Consumer
+
+from agents import compat
+from agents.compat import faust_drain, faust_seek, tansu_fetch, tansu_offsets
+from agents.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def clean():
+    compat.uninstall()
+    yield
+    compat.uninstall()
+
+
+def test_a_loopback_broker_gets_every_work_around():
+    names = compat.install(Settings(broker="kafka://127.0.0.1:9092"), ["stage-a"], environ={})
+    assert faust_drain.is_installed() and faust_seek.is_installed()
+    assert tansu_offsets.is_installed() and tansu_fetch.is_installed()
+    assert tansu_fetch.current_wait_ms() == tansu_fetch.WORKER_FETCH_WAIT_MS
+    assert len(names) == 4
+
+
+def test_a_remote_broker_gets_only_the_faust_ones():
+    compat.install(Settings(broker="kafka://kafka.example:9092"), ["stage-a"], environ={})
+    assert faust_drain.is_installed() and faust_seek.is_installed()
+    assert not tansu_offsets.is_installed() and not tansu_fetch.is_installed()
+
+
+def test_a_bad_variable_is_refused_before_anything_is_installed():
+    original = Consumer._drain_messages
+    with pytest.raises(ValueError, match="HARMRANK_TANSU_FETCH_WAIT_MS"):
+        compat.install(Settings(), ["stage-a"], environ={"HARMRANK_TANSU_FETCH_WAIT_MS": "soon"})
+    with pytest.raises(ValueError, match="HARMRANK_TANSU_FIX"):
+        compat.install(Settings(), ["stage-a"], environ={"HARMRANK_TANSU_FIX": "maybe"})
+    assert Consumer._drain_messages is original and not faust_seek.is_installed()
+
+
+def test_uninstall_undoes_everything():
+    compat.install(Settings(), ["stage-a"], environ={"HARMRANK_TANSU_FIX": "1"})
+    compat.uninstall()
+    assert not any(m.is_installed() for m in (faust_drain, faust_seek, tansu_offsets, tansu_fetch))
+
+
+def test_the_end_offset_fix_reads_the_broker_with_the_security_settings():
+    settings = Settings(kafka_security_protocol="SASL_PLAINTEXT", kafka_sasl_username="u", kafka_sasl_password="p")
+    compat.install(settings, ["stage-a"], environ={"HARMRANK_TANSU_FIX": "1"})
+    assert tansu_offsets._client_kwargs["security_protocol"] == "SASL_PLAINTEXT"
+    assert tansu_offsets._client_kwargs["sasl_plain_username"] == "u"
