@@ -37,6 +37,7 @@ class Driver:
                  min_allegations: int = MIN_ALLEGATIONS, rng: Optional[random.Random] = None, book_capacity: Optional[int] = None,
                  not_after: Optional[int] = None, now_us: Optional[int] = None, max_batch: int = 1000,
                  input_partitions: Optional[int] = None, retention_days: Optional[int] = None,
+                 durable: bool = False,
                  lists: Optional[Sequence[ListSpec]] = None):
         self.partitions = partitions
         self.input_partitions = partitions if input_partitions is None else input_partitions
@@ -44,7 +45,7 @@ class Driver:
         self.now_us = now_us  # the machine's time for the future-timestamp check (None: no check)
         self.max_batch = max_batch
         self.mono = 0.0  # simulated monotonic time, for the register's tick interval
-        crash_safe = rng is not None
+        crash_safe = rng is not None or durable  # stores that keep JSON bytes, written at the end of a batch
         self._stores: dict = {}
         # role -> partition -> [Message]; without a rng what every reader has read is dropped
         # (self.base: the offset of each log's first message), so memory follows the state, not the input.

@@ -25,12 +25,20 @@ from schemas.lists import ListSpec, default_lists
 from . import listsums as ls
 from .book import TopBook
 from .expiry import ExpiryIndex
-from .messages import WHY_DISPLACED, WHY_EXPIRED, Allegation, AllegationUpdate, CandidateUpdate, Summary
+from .messages import LOWERING_WHYS, WHY_ADDED, WHY_DISPLACED, WHY_EXPIRED, Allegation, AllegationUpdate, CandidateUpdate, Summary
 from .store import Store
 
 _SUMS, _ALLEGATIONS = 0, 1  # a suspect record: [[sums of each list], {crime_ref: allegation record}]
 _RECORDED = 3  # in an allegation record [code, cents, vawg, recorded_at, [victim ids]]
 _UNSET = object()
+
+
+def _order(standing: Optional[tuple]) -> tuple:
+    """Where a list standing ((Summary, eligible) or None) ranks: eligible ones first, then by the rank key."""
+    if standing is None:
+        return (2,)
+    summary, eligible = standing
+    return (0 if eligible else 1, -summary.score, -summary.allegations, -summary.newest)
 
 
 def record_allegations(rec: Optional[list]) -> dict:
@@ -301,13 +309,25 @@ class Ledger:
             now = None if after is None else after[i]
             if was == now:
                 continue
-            self._dirty[i][suspect] = (why, cause)
-            self._rechecks[i].discard(suspect)
+            self._note(i, suspect, why, cause, _order(now) > _order(was))
             new_key = (-now[0][0], -now[0][1], -now[0][2], suspect) if now is not None and now[1] else None
             entered, exited = books[i].update(suspect, new_key)
             for other in entered + exited:
                 if other != suspect:
                     self._touch(i, other, WHY_DISPLACED, cause)
+
+    def _note(self, i: int, suspect: str, why: str, cause, lowered: bool) -> None:
+        """Mark his own change in list i. Only a change that lowered him names an exit's reason (SPEC §3:
+        a correction, merge or the clock that lowered him; else others displaced him); within a flush a
+        lowering reason stays, an event's over the clock's, and the cause is always the latest change's."""
+        old = self._dirty[i].get(suspect)
+        if not lowered:
+            why = WHY_ADDED  # changed, not lowered: if he leaves, others displaced him
+        if old is not None and old[0] in LOWERING_WHYS and suspect not in self._rechecks[i]:
+            if why not in LOWERING_WHYS or (why == WHY_EXPIRED and old[0] != WHY_EXPIRED):
+                why = old[0]
+        self._dirty[i][suspect] = (why, cause)
+        self._rechecks[i].discard(suspect)
 
     def _count(self, before: Optional[list], after: Optional[list]) -> None:
         """Keep "stats" ([suspects tracked, {list: suspects eligible}]) up to date."""

@@ -51,10 +51,19 @@ class StagesView:
 
 class Pipeline(StagesView):
     def __init__(self, harm_table, top_n: int = TOP_N, window_days: int = WINDOW_DAYS, min_allegations: int = MIN_ALLEGATIONS,
-                 book_capacity: Optional[int] = None, retention_days: Optional[int] = None, lists=None):
+                 book_capacity: Optional[int] = None, retention_days: Optional[int] = None, lists=None,
+                 durable: bool = False):
+        """`durable`: stores that keep values as JSON bytes, as RocksDB does (a value the core changes
+        in place and does not write back is then lost, as in the worker)."""
         super().__init__(Driver(harm_table, 1, top_n, window_days, min_allegations, book_capacity=book_capacity,
-                                max_batch=1, retention_days=retention_days, lists=lists))
+                                max_batch=1, retention_days=retention_days, lists=lists, durable=durable))
         self._emitted = 0
+
+    def restart(self) -> None:
+        """Every stage forgets what it holds in memory and reads its store again, as after a crash."""
+        driver = self.driver
+        for stage in (driver.intake, driver.register, driver.ledger, driver.ranker):
+            stage.reset()
 
     def apply(self, event) -> Outcome:
         """Apply one validated input event; returns what became of it."""

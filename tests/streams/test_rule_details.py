@@ -165,7 +165,9 @@ def test_equal_scores_rank_more_allegations_first_in_the_ranker():
     assert [(e["suspect_id"], e["rank"]) for e in p.flush()] == [("ONE", 1)]
     p.apply(recorded("C2", "008/06", ["TWO"], T0))
     p.apply(recorded("C3", "008/10", ["TWO"], T0 + 1))
-    assert [(e["suspect_id"], e["rank"]) for e in p.flush()] == [("TWO", 1)]
+    # each apply is worked and flushed: he enters second, and his second allegation moves him first
+    assert [(e["type"], e["suspect_id"], e["rank"]) for e in p.flush()] == [
+        ("ranking.entered", "TWO", 2), ("ranking.updated", "TWO", 1)]
     assert [s for _, s, _ in p.ranking()] == ["TWO", "ONE"]
 
 
@@ -302,8 +304,8 @@ def test_stage_defaults_are_the_spec_defaults():
     from streams.ranker import Ranker
     from streams.store import DictStore
 
-    led = Ledger(DictStore())
-    assert (led.top_n, led.window_us, led.min_allegations) == (100, 365 * US_PER_DAY, 2)
+    (rule,) = Ledger(DictStore()).rules
+    assert (rule.top_n, rule.window_us, rule.spec.min_allegations) == (100, 365 * US_PER_DAY, 2)
     assert Ranker(DictStore()).top_n == 100
 
 

@@ -1,9 +1,8 @@
-"""Where the core's ranking events and SPEC §3 disagree: each case pinned to what SPEC says.
+"""The exit reasons and updates of SPEC §3 where a simpler rule would differ, each case pinned.
 
-The tests marked xfail(strict) state SPEC §3's expectation and fail on the core
-as it is; when the core is brought in line, they pass, and strict xfail makes
-that visible so the mark is removed. The oracle predicts both readings
-(`reason`: the core's rule, `spec_reason`: SPEC's), checked here on each case.
+An exit's reason is what lowered him (a correction, a merge, the clock), not merely
+what last changed him; a member reported again is updated. The oracle predicts both
+readings (`reason`: the last change's, `spec_reason`: SPEC's); the core follows SPEC's.
 """
 from __future__ import annotations
 
@@ -66,32 +65,28 @@ def expired_then_raised_by_a_correction():
     (expired_then_reported_again, "displaced", "expired"),
     (expired_then_raised_by_a_correction, "corrected", "expired"),
 ])
-def test_oracle_predicts_both_readings(case, core, spec):
+def test_the_core_gives_the_spec_reading(case, core, spec):
     emitted, predicted = run(case(), window_days=1)
     (ex,) = [p for p in predicted if p["type"] == "ranking.exited"]
     assert (ex["suspect_id"], ex["reason"], ex["spec_reason"]) == ("B", core, spec)
-    assert exit_reason(emitted) == core
+    assert exit_reason(emitted) == spec
 
 
-@pytest.mark.xfail(strict=True, reason="core: an exit takes the reason of his last change even when it raised him")
 def test_raised_by_a_correction_then_overtaken_is_displaced():
     emitted, _ = run(raised_by_a_correction_and_overtaken())
     assert exit_reason(emitted) == "displaced"
 
 
-@pytest.mark.xfail(strict=True, reason="core: a report naming him in the step hides that his allegations aged out")
 def test_aged_out_while_reported_again_is_expired():
     emitted, _ = run(expired_then_reported_again(), window_days=1)
     assert exit_reason(emitted) == "expired"
 
 
-@pytest.mark.xfail(strict=True, reason="core: a correction that raised him hides that his allegations aged out")
 def test_aged_out_while_raised_by_a_correction_is_expired():
     emitted, _ = run(expired_then_raised_by_a_correction(), window_days=1)
     assert exit_reason(emitted) == "expired"
 
 
-@pytest.mark.xfail(strict=True, reason="core: ranking.updated is never emitted")
 def test_member_reported_again_is_updated():
     events = [recorded("R1", "001/20", ["A"], T0, F), recorded("R2", "001/10", ["A"], T0 + HOUR, F)]
     emitted, predicted = run(events)
