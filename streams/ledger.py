@@ -25,7 +25,8 @@ from schemas.lists import ListSpec, default_lists
 from . import listsums as ls
 from .book import TopBook
 from .expiry import ExpiryIndex
-from .messages import LOWERING_WHYS, WHY_ADDED, WHY_DISPLACED, WHY_EXPIRED, Allegation, AllegationUpdate, CandidateUpdate, Summary
+from .messages import (LOWERING_WHYS, WHY_ADDED, WHY_DISPLACED, WHY_EXPIRED, Allegation, AllegationUpdate,
+                       CandidateUpdate, Summary)
 from .store import Store
 
 _SUMS, _ALLEGATIONS = 0, 1  # a suspect record: [[sums of each list], {crime_ref: allegation record}]
@@ -39,6 +40,11 @@ def _order(standing: Optional[tuple]) -> tuple:
         return (2,)
     summary, eligible = standing
     return (0 if eligible else 1, -summary.score, -summary.allegations, -summary.newest)
+
+
+def record_standings(rec: Optional[list]) -> list:
+    """Each list's standing (a Summary) from the running sums of a suspect record, in the lists' order."""
+    return [] if rec is None else [ls.standing(sums) for sums in rec[_SUMS]]
 
 
 def record_allegations(rec: Optional[list]) -> dict:

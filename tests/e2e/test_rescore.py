@@ -64,6 +64,7 @@ def test_a_restart_with_another_table_rescores_and_agrees_with_rank(own_broker, 
     cause = "rescore:" + scoring_fingerprint(Settings(harm_table=str(table)))[:12]
     outputs = [json.loads(r.value) for r in read_topic(own_broker, OUTPUT_TOPIC)]
     moved = [o for o in outputs if o["cause"] == cause]
-    assert moved and all(o["type"] in ("ranking.entered", "ranking.exited") for o in moved), outputs[-5:]
+    assert moved and all(o["type"] in ("ranking.entered", "ranking.exited", "ranking.updated") for o in moved), (
+        outputs[-5:])
     wait_membership(own_broker, {r["suspect_id"] for r in after}, top_n=100, dedup=True)
     assert "Traceback" not in worker.log_tail(200_000), worker.log_tail()

@@ -1,7 +1,7 @@
 """Each suspect's ledger record on the worker (its changelog) beside the batch reference's.
 
 A suspect's record holds his allegations (crime_ref -> code, harm, vawg, recorded_at,
-victims) and the running sums kept beside them (score, VAWG allegations, newest,
+victims) and each list's running sums kept beside them (score, allegations, newest,
 victims). An allegation missing, stale or different on the worker is an input
 event whose effect was lost; the same allegations with higher running sums is an
 event counted twice (lower: one lost).
@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 import orjson
 
 from agents.codec import loads
+from streams.ledger import record_allegations, record_standings
 
 SUSPECT_PREFIX = "p:"
-_EMPTY = [0, 0, 0, {}, {}]
 
 
 @dataclass
@@ -49,17 +49,18 @@ def changelog_records(records) -> dict:
 def compare(expected: dict, got: dict) -> LedgerDiff:
     diff = LedgerDiff()
     for suspect in sorted(expected.keys() | got.keys()):
-        e, g = expected.get(suspect) or _EMPTY, got.get(suspect) or _EMPTY
+        e, g = expected.get(suspect), got.get(suspect)
         diff.suspects += 1
-        want, have = e[4], g[4]
+        want, have = record_allegations(e), record_allegations(g)
         wrong = sum(1 for ref, a in want.items() if have.get(ref) != a) + sum(1 for ref in have if ref not in want)
         if wrong:
             diff.lost += wrong
             diff.note(suspect, e, g)
-        elif e[:4] != g[:4]:
-            if (g[0], g[1]) > (e[0], e[1]):
-                diff.twice += max(1, g[1] - e[1])
+        elif record_standings(e) != record_standings(g):
+            (es, gs) = (record_standings(e) or [(0, 0, 0, 0)])[0], (record_standings(g) or [(0, 0, 0, 0)])[0]
+            if (gs[0], gs[1]) > (es[0], es[1]):
+                diff.twice += max(1, gs[1] - es[1])
             else:
-                diff.lost += max(1, e[1] - g[1])
+                diff.lost += max(1, es[1] - gs[1])
             diff.note(suspect, e, g)
     return diff
