@@ -135,8 +135,9 @@ def follow(
     idle_timeout: Optional[float] = None,
     on_waiting: Optional[Callable[[str], None]] = None,
     client_kwargs: Optional[dict] = None,
+    only: Optional[Callable[[bytes], bool]] = None,
 ) -> int:
-    """Call ``emit(value_bytes)`` for each event; returns how many were emitted.
+    """Call ``emit(value_bytes)`` for each event (that ``only`` keeps, if given); returns how many were emitted.
 
     Stops after ``max_events`` events, or after ``idle_timeout`` seconds with none.
     ``client_kwargs`` are kafka-python's security arguments (`kafka_clients.kafka_python_kwargs`).
@@ -192,7 +193,10 @@ def follow(
             for rec in records:
                 if rec.offset < (skip_below.get(TopicPartition(rec.topic, rec.partition)) or 0):
                     continue
-                emit(rec.value if rec.value is not None else b"null")
+                value = rec.value if rec.value is not None else b"null"
+                if only is not None and not only(value):
+                    continue
+                emit(value)
                 count += 1
                 last_activity = time.monotonic()
                 if max_events is not None and count >= max_events:
@@ -205,12 +209,23 @@ def follow(
 PROG = "harmrank follow"
 
 
+def _list_of(value: bytes) -> Optional[str]:
+    """The `list` of a ranking event, or None for anything else."""
+    try:
+        obj = json.loads(value)
+    except ValueError:
+        return None
+    return obj.get("list") if isinstance(obj, dict) else None
+
+
 @command(PROG)
 def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> int:
     parser = argparse.ArgumentParser(prog=PROG,
                                      description="Print the ranking events (entered / exited the top N) as they arrive.")
     parser.add_argument("--topic", dest="output_topic", default=None, help=help_text("output_topic"))
     parser.add_argument("--json", action="store_true", help="print each event's raw JSON line")
+    parser.add_argument("--list", dest="list_name", default=None, metavar="NAME",
+                        help="only the events of this list (SPEC §7; default: every list's)")
     parser.add_argument("--from-beginning", action="store_true", help="start at the beginning of the topic, not its end")
     parser.add_argument("--max", type=int, default=None, metavar="N", help="stop after N events")
     parser.add_argument("--timeout", type=float, default=None, metavar="S", help="stop after S seconds with no event")
@@ -238,7 +253,8 @@ def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> i
     try:
         follow(settings.broker, settings.output_topic, emit, from_beginning=args.from_beginning,
                max_events=args.max, idle_timeout=args.timeout, on_waiting=lambda msg: say(PROG, msg),
-               client_kwargs=kafka_python_kwargs(settings))
+               client_kwargs=kafka_python_kwargs(settings), only=None if args.list_name is None
+               else (lambda value: _list_of(value) == args.list_name))
     except BrokerError as exc:
         raise Fail(str(exc)) from None
     except KeyboardInterrupt:

@@ -183,6 +183,18 @@ def test_follow_from_beginning(broker, fresh_topics, capsys, as_json):
         assert "EXIT" in lines[1] and "S9  displaced  score 40.0" in lines[1]
 
 
+def test_follow_list_prints_only_that_lists_events(broker, fresh_topics, capsys):
+    topic = fresh_topics("harm-ranking")
+    ensure_topics(broker.bootstrap, {topic: 1})
+    events = [dict(ENTERED, list="vawg"), dict(ENTERED, list="rising", suspect_id="S7"), dict(EXITED, list="vawg"),
+              dict(EXITED, list="rising", suspect_id="S7")]
+    _publish_ranking(broker, topic, events)
+    argv = ["--broker", broker.url, "--topic", topic, "--from-beginning", "--max", "2", "--timeout", "10", "--json",
+            "--list", "rising"]
+    assert follow_mod.main(argv) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [events[1], events[3]]
+
+
 def test_follow_from_end_skips_history(broker, fresh_topics):
     topic = fresh_topics("harm-ranking")
     ensure_topics(broker.bootstrap, {topic: 2})
