@@ -7,8 +7,8 @@ database, so the worker's RocksDB memory grows with the number of partitions it 
 share one LRU block cache and one write-buffer manager whose memtables are charged to
 that cache, so RocksDB's memory is bounded by the cache's capacity whatever the
 partitions. Index and filter blocks live in the cache (not unbounded on the heap), those
-of level 0 pinned there, since every read consults them. The memtables get half the
-cache (`WRITE_BUFFER_BYTES`), so data, index and filter blocks always keep the other half.
+of level 0 pinned there, since every read consults them. The memtables get at most half
+the cache (`WRITE_BUFFER_BYTES`), so reads keep the other half.
 """
 from __future__ import annotations
 
