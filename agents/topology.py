@@ -54,7 +54,9 @@ TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last 
 LEDGER_CACHE = 4096  # decoded values a ledger partition keeps between batches (its hot suspects and buckets)
 MIB = 1024 * 1024
 #: RocksDB's memory per table partition (Faust's defaults are per database: 64 MiB memtables x 3
-#: and a 2 GiB block cache each, so a worker with ten partition databases could grow by gigabytes).
+#: and a 2 GiB block cache each). The worker's `compat.install` puts every partition under one
+#: shared cache and write-buffer budget (`compat.faust_rocksdb_memory`); the block cache size here
+#: then goes unused and the memtable sizes bound each partition within that budget.
 ROCKSDB_OPTIONS = {"write_buffer_size": 8 * MIB, "max_write_buffer_number": 2, "block_cache_size": 16 * MIB}
 
 

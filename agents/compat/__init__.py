@@ -1,8 +1,8 @@
 """Every work-around for Faust, aiokafka and the local tansu broker, and every private attribute used.
 
 `install(settings, stage_topics)` puts in the work-arounds that apply, in one
-call before the worker starts: Faust's direct message drain and its seek of
-uncommitted partitions always; the tansu end-offset and fetch-wait fixes only
+call before the worker starts: Faust's direct message drain, its seek of
+uncommitted partitions and one RocksDB memory budget for every table partition always; the tansu end-offset and fetch-wait fixes only
 for the local broker (`tansu_offsets.is_local_tansu`). The worker reaches
 Faust's private parts only through the functions of `faust_private`.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Mapping, Optional
 
-from . import faust_drain, faust_seek, tansu_fetch, tansu_offsets
+from . import faust_drain, faust_rocksdb_memory, faust_seek, tansu_fetch, tansu_offsets
 from .faust_private import aiokafka_producer, held_partitions, owner_url, partition_db, route_request
 
 __all__ = ["aiokafka_producer", "held_partitions", "install", "owner_url", "partition_db", "route_request",
@@ -31,9 +31,11 @@ def install(settings: Any, stage_topics: Iterable[str], environ: Optional[Mappin
     servers = settings.bootstrap_servers
     local = tansu_offsets.is_local_tansu(servers, environ)
     fetch_wait_ms = tansu_fetch.wait_from_env(environ)  # checked even when unused: a typo is said at once
-    installed = ["faust direct drain", "faust seek of uncommitted partitions"]
+    installed = ["faust direct drain", "faust seek of uncommitted partitions",
+                 "one RocksDB block cache and write-buffer manager for every table partition"]
     faust_drain.install()
     faust_seek.install(stage_topics)
+    faust_rocksdb_memory.install()
     if local:
         tansu_offsets.install_tansu_end_offset_fix(aiokafka_kwargs(settings))
         tansu_fetch.install_fetch_wait(fetch_wait_ms)
@@ -45,5 +47,6 @@ def uninstall() -> None:
     """Undo :func:`install` (for tests)."""
     faust_drain.uninstall()
     faust_seek.uninstall()
+    faust_rocksdb_memory.uninstall()
     tansu_offsets.uninstall()
     tansu_fetch.uninstall()
