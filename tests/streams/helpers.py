@@ -1,13 +1,12 @@
-"""Small builders shared by the core tests: a harm table, event constructors, a JSON-backed store."""
+"""Small builders shared by the core tests: a harm table, event constructors, the property tests' events."""
 from __future__ import annotations
 
-import json
+import dataclasses
 from decimal import Decimal
 from typing import NamedTuple
 
 from schemas.events import (US_PER_DAY, ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
                             SuspectsMerged, SuspectUnlinked, Victim)
-from streams.store import DictStore
 
 T0 = 1_735_689_600_000_000  # 2025-01-01T00:00:00Z in epoch microseconds
 DAY = US_PER_DAY
@@ -78,24 +77,28 @@ def merged(src, into, at):
     return SuspectsMerged(eid(), at, src, into)
 
 
-class JsonStore(DictStore):
-    """A Store that keeps each value as JSON text, as the worker's RocksDB tables do.
 
-    A value read is a fresh copy, so a change the core makes in place and does not
-    write back is lost here, as it would be in the worker; DictStore would hide it.
+def build(op, at, history):
+    """The input event a property test's generated op stands for (None: nothing to apply).
+
+    "dup" re-sends an earlier event; "reuse" gives a new event an earlier event's id.
     """
-
-    def __setitem__(self, key, value):
-        super().__setitem__(key, json.dumps(value))
-
-    def __getitem__(self, key):
-        return json.loads(super().__getitem__(key))
-
-    def get(self, key, default=None):
-        text = super().get(key)
-        return default if text is None else json.loads(text)
-
-    def scan(self, prefix):
-        for key, text in list(self.items()):
-            if key.startswith(prefix):
-                yield key, json.loads(text)
+    kind = op[0]
+    if kind == "rec":
+        return recorded(op[1], op[2], op[3], at, victims=op[4], vawg=op[5])
+    if kind == "recl":
+        return reclassified(op[1], op[2], at, vawg=op[3])
+    if kind == "cancel":
+        return cancelled(op[1], at)
+    if kind == "link":
+        return linked(op[1], op[2], at)
+    if kind == "unlink":
+        return unlinked(op[1], op[2], at)
+    if kind == "merge":
+        return merged(op[1], op[2], at)
+    if kind == "dup":
+        return history[-1 - op[1]] if len(history) > op[1] else None
+    if kind == "reuse":
+        ev = build(op[2], at, history)
+        return dataclasses.replace(ev, event_id=history[-1 - op[1]].event_id) if len(history) > op[1] else ev
+    return None

@@ -13,18 +13,13 @@ decide who is at the cut.
 """
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.ledger import Ledger
 from streams.pipeline import Pipeline
-from streams.ranker import Ranker
-from streams.register import Register
-from tests.streams.helpers import (DAY, T0, FakeHarm, JsonStore, cancelled, linked, merged, recorded,
-                                   reclassified, unlinked)
+from tests.streams.helpers import DAY, T0, FakeHarm, build
 from tests.streams.oracle import EventOracle, Oracle
 
 HOUR = DAY // 24
@@ -71,28 +66,6 @@ configs = st.tuples(st.sampled_from([1, 2, 3]),  # top_n
                     st.sampled_from([1, 2, 3, 7]),  # window_days
                     st.sampled_from([1, 2, 3]),  # min_allegations
                     st.sampled_from([None, None, 4]))  # book capacity (bounded: refilled from the store)
-
-
-def build(op, at, history):
-    kind = op[0]
-    if kind == "rec":
-        return recorded(op[1], op[2], op[3], at, victims=op[4], vawg=op[5])
-    if kind == "recl":
-        return reclassified(op[1], op[2], at, vawg=op[3])
-    if kind == "cancel":
-        return cancelled(op[1], at)
-    if kind == "link":
-        return linked(op[1], op[2], at)
-    if kind == "unlink":
-        return unlinked(op[1], op[2], at)
-    if kind == "merge":
-        return merged(op[1], op[2], at)
-    if kind == "dup":
-        return history[-1 - op[1]] if len(history) > op[1] else None
-    if kind == "reuse":
-        ev = build(op[2], at, history)
-        return dataclasses.replace(ev, event_id=history[-1 - op[1]].event_id) if len(history) > op[1] else ev
-    return None
 
 
 def observed(out: dict) -> tuple:

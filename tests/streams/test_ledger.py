@@ -1,7 +1,6 @@
 """The ledger on its own: expiry index, clock jumps, restart over the same store, stats, tallies."""
 from __future__ import annotations
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 
 from streams import ledger as ledger_mod

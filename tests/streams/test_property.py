@@ -11,8 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streams.pipeline import Pipeline
-from tests.streams.helpers import (CODES, DAY, HARM, T0, cancelled, linked, merged, recorded, reclassified,
-                                   unlinked)
+from tests.streams.helpers import CODES, DAY, HARM, T0, build
 from tests.streams.oracle import Oracle
 
 REFS = [f"C{i}" for i in range(8)]
@@ -32,25 +31,6 @@ ops = st.one_of(
     st.tuples(st.just("tick"),),
 )
 steps = st.lists(st.tuples(ops, st.integers(-2 * DAY, 3 * DAY)), min_size=1, max_size=60)
-
-
-def build(op, at, history):
-    kind = op[0]
-    if kind == "rec":
-        return recorded(op[1], op[2], op[3], at, victims=op[4], vawg=op[5])
-    if kind == "recl":
-        return reclassified(op[1], op[2], at, vawg=op[3])
-    if kind == "cancel":
-        return cancelled(op[1], at)
-    if kind == "link":
-        return linked(op[1], op[2], at)
-    if kind == "unlink":
-        return unlinked(op[1], op[2], at)
-    if kind == "merge":
-        return merged(op[1], op[2], at)
-    if kind == "dup":
-        return history[-1 - op[1]] if len(history) > op[1] else None
-    return None
 
 
 def check(top_n, window_days, capacity, seq):
