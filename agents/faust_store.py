@@ -23,13 +23,14 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 from faust.types import TP
 from rocksdict import WriteBatch
 
+from streams.store import GONE, MISSING, CachedReads
+
 from .codec import dumps, loads
 from .compat import aiokafka_producer, partition_db
 
 log = logging.getLogger("harmrank")
 
-_MISSING = object()
-_GONE = object()
+_MISSING, _GONE = MISSING, GONE  # CachedReads' marks
 
 #: The worker's exit code when a changelog write fails (EX_TEMPFAIL: a restart is the remedy).
 CHANGELOG_FAILED_EXIT = 75
@@ -39,7 +40,7 @@ CHANGELOG_FAILED_EXIT = 75
 PENDING_KEY = b"__harmrank\0changelog-pending__"
 
 
-class PartitionStore:
+class PartitionStore(CachedReads):
     """One partition of a table, as the core's Store (get / set / del / scan).
 
     With `keep`, up to that many decoded values stay cached after a batch is
@@ -60,19 +61,8 @@ class PartitionStore:
         self._cache: dict = {}
         self._dirty: set = set()
 
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self._cache.get(key, _MISSING)
-        if value is _MISSING:
-            raw = self._db.get(key.encode())
-            value = _GONE if raw is None else loads(raw)
-            self._cache[key] = value
-        return default if value is _GONE else value
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
+    def _load(self, key: str) -> Optional[bytes]:
+        return self._db.get(key.encode())
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._cache[key] = value

@@ -42,10 +42,35 @@ class DictStore(dict):
 
 
 _MISSING = object()
-_GONE = object()
+_GONE = object()  # the cache's mark of a key that is not stored (or deleted in this batch)
+MISSING, GONE = _MISSING, _GONE  # for the stores built on CachedReads elsewhere
 
 
-class WriteBackStore:
+class CachedReads:
+    """Reads through a cache of decoded values (`_GONE` caches a missing key); `_load(key)` gives the
+    stored JSON bytes or None. Shared by the driver's WriteBackStore and the worker's PartitionStore."""
+
+    _cache: dict
+
+    def _load(self, key: str) -> Optional[bytes]:
+        raise NotImplementedError
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self._cache.get(key, _MISSING)
+        if value is _MISSING:
+            raw = self._load(key)
+            value = _GONE if raw is None else orjson.loads(raw)
+            self._cache[key] = value
+        return default if value is _GONE else value
+
+    def __getitem__(self, key: str) -> Any:
+        value = self.get(key, _MISSING)
+        if value is _MISSING:
+            raise KeyError(key)
+        return value
+
+
+class WriteBackStore(CachedReads):
     """A Store over a dict of encoded values, with the worker's write-back: a batch's changes are held
     until `commit()` and dropped by `discard_changes()`, as a crash before the write would drop them.
 
@@ -57,19 +82,8 @@ class WriteBackStore:
         self.db: dict = {} if db is None else db
         self._cache: dict = {}
 
-    def get(self, key: str, default: Any = None) -> Any:
-        value = self._cache.get(key, _MISSING)
-        if value is _MISSING:
-            raw = self.db.get(key)
-            value = _GONE if raw is None else orjson.loads(raw)
-            self._cache[key] = value
-        return default if value is _GONE else value
-
-    def __getitem__(self, key: str) -> Any:
-        value = self.get(key, _MISSING)
-        if value is _MISSING:
-            raise KeyError(key)
-        return value
+    def _load(self, key: str) -> Optional[bytes]:
+        return self.db.get(key)
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._cache[key] = value
