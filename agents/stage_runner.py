@@ -71,8 +71,8 @@ class StageRunner:
     async def _read_again(self, name: str, topic: str, gaps: dict) -> bool:
         metrics.SKIPPED_READS.labels(stage=name).inc()
         if await self.read_again(topic, gaps):
-            log.warning("%s: a batch begins past the messages its state has not applied (%s, partition: first "
-                        "missing offset): the consumer lost them; reading them again", name, gaps)
+            log.warning("%s: a batch skips messages its state has not applied (%s, partition: offset to read "
+                        "from): the consumer lost them; reading them again", name, gaps)
             return True
         log.critical("%s: the messages from %s are gone from %s (the topic's retention): working on without them",
                      name, gaps, topic)

@@ -62,21 +62,28 @@ def unapplied(store: Store, messages: list) -> list:
 
 
 def skipped(messages: list, applied: Callable[[int], Optional[int]]) -> dict:
-    """partition -> the offset its batch should have begun at, for each partition whose batch begins past
-    the message after the last one its state includes (`applied(partition)`).
+    """partition -> the offset to read it again from, for each partition whose messages in the batch skip
+    one: the first past the message after the last one its state includes (`applied(partition)`), or any
+    past the one before it in the batch.
 
-    The stage topics have no gaps (no compaction, no transactions), so such a batch means the transport
-    lost messages on the way (Faust, after a rebalance, can mark offsets read that it never delivered):
-    the batch is not worked, and its partitions are read again from where their state ends.
+    The stage topics have no gaps (no compaction, no transactions), so a skip means the transport lost
+    messages on the way (Faust, around a rebalance, can drop fetched messages and mark them read, and the
+    loss may fall inside a batch gathered across it): the batch is not worked, and its partitions are
+    read again from where their state ends (a partition with no state yet: from its first message here).
+    Messages at or before one already seen are replays, not skips.
     """
-    firsts: dict = {}
+    restart: dict = {}
+    expected: dict = {}
+    out: dict = {}
     for m in messages:
-        firsts.setdefault(m.partition, m.offset)
-    out = {}
-    for partition, first in firsts.items():
-        last = applied(partition)
-        if last is not None and first > last + 1:
-            out[partition] = last + 1
+        p = m.partition
+        if p not in expected:
+            last = applied(p)
+            restart[p] = m.offset if last is None else last + 1
+            expected[p] = restart[p]
+        if m.offset > expected[p]:
+            out.setdefault(p, restart[p])
+        expected[p] = max(expected[p], m.offset + 1)
     return out
 
 

@@ -1,4 +1,4 @@
-"""streams.stages.base.skipped: a batch that begins past what a partition's state has applied is refused."""
+"""streams.stages.base.skipped: a batch that skips a message of a partition, past its state or inside the batch, is refused."""
 from __future__ import annotations
 
 from streams.stages import Message
@@ -23,6 +23,17 @@ def test_a_partition_whose_batch_begins_past_the_next_offset_is_named_with_that_
     assert skipped(batch((0, 7), (0, 8), (1, 10), (2, 40)), applied) == {0: 5}
 
 
-def test_only_the_first_message_of_each_partition_counts():
-    assert skipped(batch((3, 1), (3, 5)), {3: 0}.get) == {}
+def test_a_skip_inside_the_batch_reads_the_partition_again_from_where_its_state_ends():
+    assert skipped(batch((3, 1), (3, 2), (3, 5)), {3: 0}.get) == {3: 1}
+    assert skipped(batch((0, 5), (1, 10), (0, 6), (1, 12)), {0: 4, 1: 9}.get) == {1: 10}
+
+
+def test_a_partition_with_no_state_is_read_again_from_its_first_message_in_the_batch():
+    assert skipped(batch((2, 40), (2, 41), (2, 43)), {2: None}.get) == {2: 40}
+    assert skipped(batch((2, 40), (2, 41)), {2: None}.get) == {}
+
+
+def test_messages_that_come_again_are_replays_not_skips():
     assert skipped(batch((3, 2), (3, 1)), {3: 0}.get) == {3: 1}
+    assert skipped(batch((3, 1), (3, 2), (3, 1), (3, 2), (3, 3)), {3: 0}.get) == {}
+    assert skipped(batch((3, 1), (3, 2), (3, 1), (3, 4)), {3: 0}.get) == {3: 1}
