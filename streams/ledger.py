@@ -12,7 +12,7 @@ score change.
 A suspect's record ("p:<suspect>") is `[[sums of each list], {crime_ref:
 allegation record}]`; the sums are running sums of the allegations (exact
 integers, hundredths of a day), so a change costs O(lists), not a pass over
-his record. `summarise()` sums a record afresh, for checks and explanations.
+his record. `summarise()` sums a record afresh, to check the running sums against.
 """
 from __future__ import annotations
 
@@ -52,14 +52,11 @@ def record_allegations(rec: Optional[list]) -> dict:
     return {} if rec is None else rec[_ALLEGATIONS]
 
 
-def summarise(rec: Optional[list], rule: Optional[ls.ListRule] = None, clock: int = 0) -> Summary:
-    """A suspect's standing summed afresh: in a list at `clock`, or by default over every VAWG allegation
-    of his record (what the one default list counts, the record holding only the window)."""
-    allegations = record_allegations(rec)
-    if rule is not None:
-        return ls.standing(ls.sums_afresh(rule, allegations, clock))
+def summarise(rec: Optional[list]) -> Summary:
+    """A suspect's standing summed afresh over every VAWG allegation of his record: what the one default
+    list counts (the record holds only the window), to check the running sums against."""
     sums = ls.new_sums()
-    for a in allegations.values():
+    for a in record_allegations(rec).values():
         if a[2]:
             ls.add(sums, a, ls.SCORED)
     return ls.standing(sums)

@@ -71,6 +71,17 @@ class ListsOracle:
             out[s] = (score, n, newest, len(vs), eligible)
         return out
 
+    def earlier(self, name: str, suspect: str, as_of=None) -> Decimal:
+        """An escalation list: the harm (days) of his counted allegations in the rest of the window, before
+        the recent part (0 for any other list)."""
+        spec = self.specs[name]
+        as_of = self.oracle.as_of if as_of is None else as_of
+        if spec.recent_days is None:
+            return Decimal(0)
+        recent_from = as_of - spec.recent_days * US_PER_DAY
+        return sum((days for s, _, code, days, vawg, t, _ in self.allegations(as_of, spec.window_days)
+                    if s == suspect and counted(spec, code, vawg) and t <= recent_from), Decimal(0))
+
     def ranking(self, name: str, as_of=None) -> list:
         """[(rank, suspect, score Decimal, allegations, newest, victims)] of the list's top N."""
         rows = [(s, sc, n, nw, v) for s, (sc, n, nw, v, ok) in self.standings(name, as_of).items() if ok]

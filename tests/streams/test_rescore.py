@@ -14,7 +14,7 @@ import pytest
 from schemas.events import MERGE_KEY, SuspectsMerged
 from schemas.validate import event_to_json
 from streams.driver import Driver
-from tests.streams.helpers import DAY, T0, FakeHarm, linked, merged, recorded, reclassified, unlinked
+from tests.streams.helpers import DAY, T0, FakeHarm, cancelled, linked, merged, recorded, reclassified, unlinked
 from tests.streams.oracle import Oracle
 from tests.streams.test_driver import members_after
 
@@ -36,12 +36,14 @@ def feed(seed: int, codes: list, start: int, n: int, refs: list) -> list:
             refs.append(ref)
             events.append(recorded(ref, rng.choice(codes), [f"S{rng.randrange(40)}" for _ in range(rng.choice([1, 2]))],
                                    at, victims=((f"V{rng.randrange(30)}", rng.choice("FFM")),)))
-        elif roll < 0.75:
+        elif roll < 0.72:
             events.append(reclassified(rng.choice(refs), rng.choice([c for c in codes if c != "008/66"]), at))
-        elif roll < 0.85:
+        elif roll < 0.8:
             events.append(linked(rng.choice(refs), f"S{rng.randrange(40)}", at))
-        elif roll < 0.95:
+        elif roll < 0.88:
             events.append(unlinked(rng.choice(refs), f"S{rng.randrange(40)}", at))
+        elif roll < 0.95:
+            events.append(cancelled(rng.choice(refs), at))  # a cancelled report is not scored again
         else:
             events.append(merged(f"S{rng.randrange(40)}", f"S{rng.randrange(40)}", at))
     return events
