@@ -13,9 +13,11 @@ import pytest
 
 from schemas.events import us_to_iso
 from streams.book import TopBook
+from streams.ledger import Ledger
 from streams.messages import (Allegation, AllegationUpdate, CandidateUpdate, Summary, allegation_update_from_json,
                               allegation_update_to_json, candidate_update_from_json, candidate_update_to_json)
-from streams.ranker import output_event_id
+from streams.ranker import Ranker, output_event_id
+from streams.store import DictStore
 
 
 def through_json(value):
@@ -342,3 +344,60 @@ def test_book_constructor_says_what_is_wrong():
         TopBook(3, 2, lambda: [])
     with pytest.raises(ValueError, match="^a bounded book needs a refill source$"):
         TopBook(3, 5)
+
+
+T = 1_735_689_600_000_000
+
+
+def flushed_after(restart: bool, make, first: list, then: list) -> list:
+    """What `then` flushes, applied after `first` was flushed: in the same object, or in one made again
+    over the same store (a restart, whose first flush rechecks every member)."""
+    store = DictStore()
+    keeper = make(store)
+    for update in first:
+        keeper.apply(update)
+    keeper.flush()
+    if restart:
+        keeper = make(store)
+    for update in then:
+        keeper.apply(update)
+    return keeper.flush()
+
+
+def test_after_a_restart_a_member_displaced_twice_names_the_same_cause_as_without_it():
+    """The restart's recheck of every member gives way to the first change that touches him: a member
+    displaced, back, and displaced again before a flush names the same cause with or without a restart."""
+    def cand(suspect, score, cause):
+        return CandidateUpdate(suspect, True, Summary(score, 2, T, 1), "added", cause)
+
+    first = [cand("A", 1000, "E1"), cand("B", 500, "E2")]
+    then = [cand("C", 5000, "E-C"), cand("C", 100, "E-C2"), cand("D", 6000, "E-D")]
+    kept = flushed_after(False, lambda store: Ranker(store, 1), first, then)
+    assert [(e["type"], e["suspect_id"], e["cause"]) for e in kept] == [
+        ("ranking.exited", "A", "E-C"), ("ranking.entered", "D", "E-D")]
+    assert flushed_after(True, lambda store: Ranker(store, 1), first, then) == kept
+
+
+def test_after_a_restart_a_ledger_candidate_displaced_twice_names_the_same_cause_as_without_it():
+    def alleg(suspect, ref, cents, cause, at):
+        return AllegationUpdate(suspect, ref, Allegation("008/06", cents, True, at, ("V1",)), "added", cause, at)
+
+    def gone(suspect, ref, cause, at):
+        return AllegationUpdate(suspect, ref, None, "corrected", cause, at)
+
+    first = [alleg("A", "C1", 1000, "E1", T), alleg("B", "C2", 500, "E2", T + 1)]
+    then = [alleg("C", "C3", 5000, "E-C", T + 2), gone("C", "C3", "E-C2", T + 3),
+            alleg("D", "C4", 6000, "E-D", T + 4)]
+
+    def make(store):
+        return Ledger(store, top_n=1, min_allegations=1)
+
+    kept = flushed_after(False, make, first, then)
+    assert [(u.suspect, u.candidate, u.why, u.cause) for u in kept] == [
+        ("A", False, "displaced", "E-C"), ("D", True, "added", "E-D")]
+    assert flushed_after(True, make, first, then) == kept
+
+
+def test_an_unknown_list_is_named_in_the_ledgers_error():
+    with pytest.raises(KeyError, match="no-such-list"):
+        Ledger(DictStore()).index_of("no-such-list")
