@@ -401,3 +401,18 @@ def test_after_a_restart_a_ledger_candidate_displaced_twice_names_the_same_cause
 def test_an_unknown_list_is_named_in_the_ledgers_error():
     with pytest.raises(KeyError, match="no-such-list"):
         Ledger(DictStore()).index_of("no-such-list")
+
+
+def test_a_merge_moves_every_live_report_of_the_merged_suspect_past_a_cancelled_one():
+    from streams.pipeline import Pipeline
+    from tests.streams.helpers import HARM, T0, cancelled, merged, recorded
+    from tests.streams.oracle import Oracle
+
+    pipe, oracle = Pipeline(HARM), Oracle(HARM.oracle_view())
+    for ev in [recorded("C1", "008/06", ["S1"], T0), recorded("C2", "008/06", ["S1"], T0 + 1),
+               recorded("C3", "105/01", ["S2"], T0 + 2), cancelled("C1", T0 + 3), merged("S1", "S2", T0 + 4)]:
+        pipe.apply(ev)
+        oracle.apply(ev)
+    assert set(oracle.allegations("S2")) == {"C2", "C3"}
+    for suspect in ("S1", "S2"):
+        assert set(pipe.ledger.allegations(suspect)) == set(oracle.allegations(suspect)), suspect
