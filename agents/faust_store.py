@@ -23,6 +23,7 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 from faust.types import TP
 from rocksdict import WriteBatch
 
+from streams.stages.base import write_order
 from streams.store import GONE, MISSING, CachedReads
 
 from .codec import dumps, loads
@@ -103,7 +104,7 @@ class PartitionStore(CachedReads):
         batch = WriteBatch(raw_mode=True)
         batch.put(PENDING_KEY, dumps(list(self._dirty)))
         records = []
-        for key in self._dirty:
+        for key in write_order(self._dirty):  # if the changelog write is cut short, a replay mends it
             value = self._cache[key]
             raw_key = key.encode()
             if value is _GONE:

@@ -18,6 +18,8 @@ DLQ = "dlq"  # crime-reports.dlq
 
 #: In each stage partition's store: the offset of the last input message its state includes.
 OFFSET_KEY = "offset"
+#: In a write-first stage partition's store: the output of its last batch, sent again after a restart.
+PENDING_KEY = "out"
 
 
 class Message(NamedTuple):
@@ -85,6 +87,16 @@ def skipped(messages: list, applied: Callable[[int], Optional[int]]) -> dict:
             out.setdefault(p, restart[p])
         expected[p] = max(expected[p], m.offset + 1)
     return out
+
+
+def write_order(keys) -> list:
+    """The order in which a batch's changed keys go to a changelog, in case the write is cut short (a
+    crash between two of its record batches, when they are more than one): the batch's output first,
+    so that a state holding any of the batch also holds what a restart sends again, and the input
+    offset last, so that a state without all of the batch reads the batch again."""
+    def rank(key: str) -> tuple:
+        return (0 if key == PENDING_KEY else 2 if key == OFFSET_KEY else 1, key)
+    return sorted(keys, key=rank)
 
 
 def by_partition(messages: list) -> dict:

@@ -21,12 +21,10 @@ from ..envelope import open_envelope
 from ..ledger import Ledger
 from ..messages import allegation_update_from_json, candidate_update_to_json
 from ..store import Store
-from .base import CANDIDATES, LEDGER, OFFSET_KEY, REGISTER, Work, by_partition, unapplied
+from .base import CANDIDATES, LEDGER, OFFSET_KEY, PENDING_KEY, REGISTER, Work, by_partition, unapplied
 
 #: A ledger partition keeps its best BOOK_CAPACITY_FACTOR x N suspects of each list in memory.
 BOOK_CAPACITY_FACTOR = 10
-#: In each ledger partition's store: the candidate envelopes of its last batch, sent again by `recover`.
-PENDING_KEY = "out"
 
 
 class LedgerStage:

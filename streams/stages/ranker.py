@@ -25,11 +25,9 @@ from ..envelope import open_envelope
 from ..messages import candidate_update_from_json
 from ..ranker import Ranker
 from ..store import PrefixedStore, Store
-from .base import OFFSET_KEY, OUTPUT, Work, unapplied
+from .base import OFFSET_KEY, OUTPUT, PENDING_KEY, Work, unapplied
 
 
-#: In the ranker's store: the ranking events of the last batch, sent again by `recover`.
-PENDING_KEY = "out"
 
 
 class RankerStage:
