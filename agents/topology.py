@@ -48,7 +48,11 @@ REGISTER_TOPIC = "harmrank-register"
 LEDGER_TOPIC = "harmrank-ledger"
 CANDIDATES_TOPIC = "harmrank-candidates"
 STAGE_INPUTS = (REGISTER_TOPIC, LEDGER_TOPIC, CANDIDATES_TOPIC)  # the topics the Faust agents read
-BATCH = 2000
+#: Messages between stages are envelopes of up to 256 KiB (streams/envelope.py), so a stage's batch and
+#: its buffer are bounded in messages to bound them in bytes: at most BATCH + STAGE_BUFFER envelopes
+#: of a stage are in memory at once (about 24 MiB), however far its input runs ahead.
+BATCH = 32
+STAGE_BUFFER = 64
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
 TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
 LEDGER_CACHE = 4096  # decoded values a ledger partition keeps between batches (its hot suspects and buckets)
@@ -130,6 +134,10 @@ def _app(settings: Settings) -> faust.App:
         broker_session_timeout=6,
         broker_heartbeat_interval=1,
         producer_linger=0.0,
+        # A partition's changelog write for a batch goes as one record batch when it fits (the broker
+        # appends a record batch whole), so a crash rarely leaves it half written (streams.stages.base.
+        # write_order says what a half-written one leaves). Below the 1,000,000-byte request limit.
+        producer_max_batch_size=900_000,
         broker_commit_interval=10.0,
         broker_commit_every=100_000,
         consumer_auto_offset_reset="earliest",
@@ -147,6 +155,7 @@ def _app(settings: Settings) -> faust.App:
         web_stats_enabled=False,
         web_metrics_enabled=False,
         web_application_options={"middlewares": [gate(Access.from_settings(settings), AuditTrail(lambda: app))]},
+        stream_buffer_maxsize=STAGE_BUFFER,
         stream_wait_empty=True,  # a revoked partition's batch in hand is finished before a new owner starts
         logging_config=None,
         **faust_kwargs(settings),  # TLS / SASL to the broker (SPEC §9)

@@ -7,7 +7,8 @@ For each target of distinct suspects N: the feed is ``harmrank simulate --seed 1
 about N distinct suspects in 2N events; the count is printed), published whole to a
 fresh local tansu broker, then one ``harmrank worker`` (``HARMRANK_CLOCK=event``)
 replays it. Peak RSS is the worker's VmHWM once its ``harmrank_events_consumed_total``
-reaches the feed; RSS is VmRSS then. ``--small`` runs 10,000 and 100,000 for a quick try.
+reaches the feed, summed over the worker's processes (the supervisor and each worker process under
+HARMRANK_PROCESSES, one per core by default); RSS is the sum of VmRSS then. ``--small`` runs 10,000 and 100,000 for a quick try.
 The ranking is not compared (``bench_scale`` and ``bench_peer`` do that); nothing is asserted.
 The worker, the broker and this script share the machine's cores.
 """
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 from tests.bench import bench_stream as bs
+from tests.bench.bench_peer import group_pids
 
 
 def feed_of(path: Path, suspects: int) -> tuple[int, int]:
@@ -66,9 +68,10 @@ def replay(feed: Path, lines: int, partitions: int, tmp: Path) -> dict:
             if time.monotonic() > deadline:
                 raise bs.BenchError(f"only {worker.consumed()}/{lines} consumed")
             time.sleep(0.5)
-        status = bs.proc_status(child.pid)
-        return {"publish_s": published, "replay_s": time.time() - t_ready, "peak": status.get("VmHWM", 0.0),
-                "rss": status.get("VmRSS", 0.0), "cpu": status.get("cpu", 0.0)}
+        statuses = [bs.proc_status(pid) for pid in group_pids(child.pid)]
+        return {"publish_s": published, "replay_s": time.time() - t_ready, "processes": len(statuses),
+                **{name: sum(s.get(field, 0.0) for s in statuses)
+                   for name, field in (("peak", "VmHWM"), ("rss", "VmRSS"), ("cpu", "cpu"))}}
     finally:
         for c in reversed(children):
             c.stop(grace=10)
@@ -103,7 +106,8 @@ def main(argv=None) -> int:
             bs.say(f"{size} suspects: FAILED: {exc}")
             return 1
         results.append(r)
-        bs.say(f"{r['named']} suspects in {r['lines']} events: peak RSS {r['peak']:.0f} MiB, RSS at the end "
+        bs.say(f"{r['named']} suspects in {r['lines']} events: peak RSS {r['peak']:.0f} MiB over {r['processes']} "
+               f"processes, RSS at the end "
                f"{r['rss']:.0f} MiB; replay {r['replay_s']:.1f} s, worker CPU {r['cpu']:.1f} s "
                f"(feed {r['feed_s']:.1f} s, publish {r['publish_s']:.1f} s)")
     small, large = results
