@@ -89,6 +89,16 @@ def test_a_report_recorded_already_past_retention_is_accepted_and_forgotten_at_o
     assert status(p.apply(reclassified("C1", "008/06", T0 + (R + 5) * DAY))) == "unknown_crime_ref"
 
 
+def test_late_reports_do_not_move_the_clock_back():
+    """Each of two late reports is judged against the newest clock, not the late one before it."""
+    p = pipe()
+    p.apply(recorded("C3", "105/01", ["B"], T0 + (R + 5) * DAY, F))
+    for ref, at in (("C1", T0), ("C2", T0 + DAY)):
+        assert status(p.apply(recorded(ref, "019/08", ["A"], at, F))) == "accepted"
+        assert p.register.report(ref) is None, ref
+    assert "al:A" not in keys(p)
+
+
 def test_a_cancelled_report_keeps_only_its_mark():
     p = pipe()
     cancel = cancelled("C1", T0 + 2)
