@@ -207,3 +207,27 @@ def test_advance_costs_what_it_forgets_not_the_state():
     store.ops = 0
     reg.advance(T0 + R * DAY + 2)  # forgets nothing
     assert store.ops < 10, store.ops
+
+
+def test_a_late_report_exactly_retention_old_is_kept_one_microsecond_more_is_forgotten_at_once():
+    p = pipe()
+    p.apply(recorded("C3", "105/01", ["B"], T0 + R * DAY, F))
+    p.apply(recorded("C1", "105/01", ["A"], T0, F))
+    p.apply(recorded("C2", "105/01", ["A"], T0 - 1, F))
+    assert p.register.report("C1") is not None and p.register.report("C2") is None
+
+
+def test_reports_of_one_hour_are_forgotten_in_the_order_of_their_time_not_of_their_arrival():
+    """Within one hour's retention bucket: a report that arrives late, older than the last one
+    indexed there, is forgotten first; the cutoff can also fall between them."""
+    hour = 3_600_000_000
+    p = pipe()
+    p.apply(recorded("C1", "105/01", ["A"], T0 + 40 * 60_000_000, F))
+    p.apply(recorded("C9", "105/01", ["B"], T0 + 10 * 60_000_000, F))  # later crime_ref, earlier time
+    p.apply(recorded("C5", "105/01", ["C"], T0 + 50 * 60_000_000, F))
+    p.advance(T0 + R * DAY + 20 * 60_000_000)  # cutoff between C9 and C1
+    assert [p.register.report(r) is None for r in ("C9", "C1", "C5")] == [True, False, False]
+    p.advance(T0 + R * DAY + 45 * 60_000_000)  # between C1 and C5: the rest of the bucket was kept
+    assert [p.register.report(r) is None for r in ("C9", "C1", "C5")] == [True, True, False]
+    p.advance(T0 + R * DAY + hour)
+    assert p.register.report("C5") is None
