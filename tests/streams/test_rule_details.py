@@ -416,3 +416,41 @@ def test_a_merge_moves_every_live_report_of_the_merged_suspect_past_a_cancelled_
     assert set(oracle.allegations("S2")) == {"C2", "C3"}
     for suspect in ("S1", "S2"):
         assert set(pipe.ledger.allegations(suspect)) == set(oracle.allegations(suspect)), suspect
+
+
+def exits_of(events: list) -> list:
+    return [(e["suspect_id"], e["reason"]) for e in events if e["type"] == "ranking.exited"]
+
+
+def test_a_correction_that_makes_him_ineligible_for_an_escalation_list_is_his_exits_reason():
+    """SPEC §3 and §7: a reclassification of an earlier allegation raises the harm he must
+    outweigh; his score is the same but he is no longer eligible, so the correction lowered him."""
+    from schemas.lists import parse_lists
+    from streams.pipeline import Pipeline
+    from tests.streams.helpers import DAY, HARM, T0, recorded, reclassified
+
+    lists = parse_lists('[[list]]\nname = "rising"\nwindow_days = 20\nrecent_days = 5\nfactor = 1.5\n'
+                        'min_allegations = 1\ntop_n = 3\n', "lists.toml")
+    pipe = Pipeline(HARM, lists=lists)
+    pipe.apply(recorded("E1", "105/01", ["S1"], T0))
+    pipe.apply(recorded("R1", "008/06", ["S1"], T0 + 10 * DAY))
+    assert [e["type"] for e in pipe.flush()] == ["ranking.entered", "ranking.updated"]  # E1 then earlier
+    pipe.apply(reclassified("E1", "019/08", T0 + 10 * DAY + 1))
+    assert exits_of(pipe.flush()) == [("S1", "corrected")]
+
+
+def test_a_cancel_that_leaves_his_score_but_takes_an_allegation_lowers_him():
+    """With a zero-harm offence in the table: the cancel leaves his score, takes one of his
+    allegations, and a suspect with as many and a newer one passes him: corrected, not displaced."""
+    from streams.pipeline import Pipeline
+    from tests.streams.helpers import HARM, T0, FakeHarm, cancelled, recorded
+
+    harm = FakeHarm({**{code: (str(days), vawg) for code, (days, vawg) in HARM.oracle_view().items()},
+                     "000/00": ("0", True)})
+    pipe = Pipeline(harm, top_n=1, min_allegations=1)
+    pipe.apply(recorded("A", "008/06", ["S1"], T0))
+    pipe.apply(recorded("Z", "000/00", ["S1"], T0 + 1))
+    pipe.apply(recorded("B", "008/06", ["S2"], T0 + 2))
+    pipe.flush()
+    pipe.apply(cancelled("Z", T0 + 3))
+    assert exits_of(pipe.flush()) == [("S1", "corrected")]
