@@ -454,3 +454,48 @@ def test_a_cancel_that_leaves_his_score_but_takes_an_allegation_lowers_him():
     pipe.flush()
     pipe.apply(cancelled("Z", T0 + 3))
     assert exits_of(pipe.flush()) == [("S1", "corrected")]
+
+
+def alleg_update(suspect, ref, cents, why, cause, at, recorded_at=None):
+    allegation = None if cents is None else Allegation("008/06", cents, True, recorded_at or at, ("V1",))
+    return AllegationUpdate(suspect, ref, allegation, why, cause, at)
+
+
+def test_within_a_flush_the_latest_events_lowering_reason_names_the_update():
+    """Corrected, then merged away, before one flush: the update names the merge (its reason and cause)."""
+    ledger = Ledger(DictStore(), top_n=1, min_allegations=1)
+    ledger.apply(alleg_update("S1", "C1", 5000, "added", "E1", T))
+    ledger.flush()
+    ledger.apply(alleg_update("S1", "C1", 1000, "corrected", "E2", T + 1, recorded_at=T))
+    ledger.apply(alleg_update("S1", "C1", None, "merged", "E3", T + 2))
+    assert [(u.suspect, u.candidate, u.why, u.cause) for u in ledger.flush()] == [("S1", False, "merged", "E3")]
+
+
+def test_within_a_flush_an_events_lowering_reason_stays_over_the_clocks():
+    """Corrected, then the clock takes an older allegation out of the window, before one flush: the
+    update keeps the correction's reason (SPEC §3: an event's reason over the clock's)."""
+    day = 86_400_000_000
+    ledger = Ledger(DictStore(), top_n=1, window_days=10, min_allegations=1)
+    ledger.apply(alleg_update("S1", "C1", 5000, "added", "E1", T))
+    ledger.apply(alleg_update("S1", "C2", 5000, "added", "E2", T + 5 * day))
+    ledger.flush()
+    ledger.apply(alleg_update("S1", "C2", 1000, "corrected", "E3", T + 6 * day, recorded_at=T + 5 * day))
+    ledger.advance(T + 10 * day + 1)
+    assert [(u.suspect, u.why) for u in ledger.flush()] == [("S1", "corrected")]
+
+
+def test_after_a_restart_a_change_never_announced_is_announced_with_the_clock_as_its_cause():
+    """A ledger that changed and did not flush before a crash: a new one over its store announces the
+    difference at its first batch, for those announced before and for members, with cause
+    clock:<its as_of> (the batch's own change, S3 here, names its own)."""
+    store = DictStore()
+    ledger = Ledger(store, top_n=1, min_allegations=1)
+    ledger.apply(alleg_update("S1", "C1", 5000, "added", "E1", T))
+    ledger.flush()
+    ledger.apply(alleg_update("S1", "C1", None, "corrected", "E2", T + 1))  # announced S1 now gone
+    ledger.apply(alleg_update("S2", "C2", 3000, "added", "E3", T + 2))  # S2 a member, never announced
+    again = Ledger(store, top_n=1, min_allegations=1)
+    again.apply(alleg_update("S3", "C3", 100, "added", "E4", T + 2))
+    clock = "clock:" + us_to_iso(T + 2)
+    assert sorted((u.suspect, u.candidate, u.cause) for u in again.flush()) == [
+        ("S1", False, clock), ("S2", True, clock)]
