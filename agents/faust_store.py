@@ -104,7 +104,7 @@ class PartitionStore(CachedReads):
         batch = WriteBatch(raw_mode=True)
         batch.put(PENDING_KEY, dumps(list(self._dirty)))
         records = []
-        for key in write_order(self._dirty):  # if the changelog write is cut short, a replay mends it
+        for key in write_order(self._dirty):  # output first, input offset last (in case the write is cut short)
             value = self._cache[key]
             raw_key = key.encode()
             if value is _GONE:

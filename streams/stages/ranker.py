@@ -28,8 +28,6 @@ from ..store import PrefixedStore, Store
 from .base import OFFSET_KEY, OUTPUT, PENDING_KEY, Work, unapplied
 
 
-
-
 class RankerStage:
     writes_first = True  # state (with the batch's events) is written before the events are sent
 
