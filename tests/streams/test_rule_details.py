@@ -499,3 +499,22 @@ def test_after_a_restart_a_change_never_announced_is_announced_with_the_clock_as
     clock = "clock:" + us_to_iso(T + 2)
     assert sorted((u.suspect, u.candidate, u.cause) for u in again.flush()) == [
         ("S1", False, clock), ("S2", True, clock)]
+
+
+def test_an_exit_is_kept_for_the_briefing_exactly_history_days_and_no_longer():
+    from streams.ranker import HISTORY_DAYS
+
+    day = 86_400_000_000
+    ranker = Ranker(DictStore(), 1)
+    ranker.apply(CandidateUpdate("A", True, Summary(1000, 2, T, 1), "added", "E1"))
+    ranker.advance(T)
+    ranker.flush()
+    ranker.apply(CandidateUpdate("A", False, Summary(0, 0, 0, 0), "corrected", "E2"))
+    ranker.flush()
+    assert dict(ranker.exits())["A"][0] == T
+    ranker.advance(T + HISTORY_DAYS * day)
+    ranker.flush()
+    assert "A" in dict(ranker.exits())
+    ranker.advance(T + (HISTORY_DAYS + 1) * day)
+    ranker.flush()
+    assert "A" not in dict(ranker.exits())
