@@ -518,3 +518,16 @@ def test_an_exit_is_kept_for_the_briefing_exactly_history_days_and_no_longer():
     ranker.advance(T + (HISTORY_DAYS + 1) * day)
     ranker.flush()
     assert "A" not in dict(ranker.exits())
+
+
+def test_the_expiry_index_keeps_a_bucket_in_order_of_time_then_suspect_and_crime_ref():
+    """Entries indexed out of order within one hour, some at one time, come out of `due` in order."""
+    from streams.expiry import ExpiryIndex
+
+    index = ExpiryIndex(DictStore())
+    t1, t2 = T + 60_000_000, T + 120_000_000
+    for suspect, ref, at in [("S3", "C3", t2), ("S5", "C5", t2), ("S9", "C9", t1), ("S4", "C4", t2),
+                             ("S1", "C1", t2)]:
+        index.index(suspect, ref, at)
+    assert index.due(t2) == [(t1, "S9", "C9"), (t2, "S1", "C1"), (t2, "S3", "C3"), (t2, "S4", "C4"),
+                             (t2, "S5", "C5")]
