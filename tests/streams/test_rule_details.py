@@ -531,3 +531,20 @@ def test_the_expiry_index_keeps_a_bucket_in_order_of_time_then_suspect_and_crime
         index.index(suspect, ref, at)
     assert index.due(t2) == [(t1, "S9", "C9"), (t2, "S1", "C1"), (t2, "S3", "C3"), (t2, "S4", "C4"),
                              (t2, "S5", "C5")]
+
+
+def test_a_books_heap_holds_at_most_twice_its_waiting_entries_and_64():
+    """Memory stays flat: stale heap copies (keys that got better, idents gone) are swept once they
+    outnumber the waiting entries, so the heap never holds more than 2 x waiting + 64."""
+    import random
+
+    for seed in range(3):
+        rng = random.Random(seed)
+        book = TopBook(5)
+        highest = 0
+        for _ in range(20_000):
+            ident = f"S{rng.randrange(300)}"
+            book.update(ident, None if rng.random() < 0.05 else (rng.randrange(1000), ident))
+            waiting = len(book) - len(book.members())
+            highest = max(highest, len(book._rest) - (2 * waiting + 64))
+        assert highest <= 0, seed  # never passed
