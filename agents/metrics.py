@@ -186,8 +186,8 @@ STAGE_FAILURES = Counter(
 
 SKIPPED_READS = Counter(
     "harmrank_skipped_reads_total",
-    "Batches that began past the messages a stage's state has not applied (the consumer lost them in a "
-    "rebalance): not worked, and their partitions read again from where the state ends.",
+    "Stage partitions read again from where their state ends because the consumer lost messages in a "
+    "rebalance: a batch skipped some (it is not worked), or the state stood behind its topic's end.",
     ["stage"],
     registry=REGISTRY,
 )

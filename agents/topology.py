@@ -41,6 +41,7 @@ from .intake import IntakeReader, merge_partition
 from .kafka_clients import aiokafka_kwargs, faust_kwargs
 from .settings import Settings
 from .stage_runner import Health, StageRunner
+from .stalls import watch_stalls
 
 log = logging.getLogger("harmrank")
 
@@ -176,6 +177,9 @@ def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
         return bool(due)
 
     runner = StageRunner(send, rt.health, read_again)
+    watch_stalls(app, lambda: rt.ready, {REGISTER_TOPIC: ("register", rt.register),
+                                         LEDGER_TOPIC: ("ledger", rt.ledger),
+                                         CANDIDATES_TOPIC: ("ranker", rt.ranker)}, read_again)
     within = rt.settings.batch_window_ms / 1000.0  # how long a stage gathers a batch once a message is there
 
     def seen(work):
