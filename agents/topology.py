@@ -41,7 +41,7 @@ from .intake import IntakeReader, merge_partition
 from .kafka_clients import aiokafka_kwargs, faust_kwargs
 from .settings import Settings
 from .stage_runner import Health, StageRunner
-from .stalls import watch_stalls
+from .compat.faust_stalls import watch_stalls
 
 log = logging.getLogger("harmrank")
 

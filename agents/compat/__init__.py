@@ -4,7 +4,9 @@
 call before the worker starts: Faust's direct message drain, its seek of
 uncommitted partitions and one RocksDB memory budget for every table partition always; the tansu end-offset and fetch-wait fixes only
 for the local broker (`tansu_offsets.is_local_tansu`). The worker reaches
-Faust's private parts only through the functions of `faust_private`.
+Faust's private parts only through the functions of `faust_private`. One more is
+not installed but registered by the topology, a timer: `faust_stalls` reads a
+stage partition again when Faust dropped its last messages in a rebalance.
 """
 from __future__ import annotations
 

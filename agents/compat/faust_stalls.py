@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Callable
 
-from . import metrics
+from .. import metrics
 
 log = logging.getLogger("harmrank")
 

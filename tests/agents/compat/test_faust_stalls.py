@@ -1,4 +1,4 @@
-"""agents.stalls: a stage partition whose state stands behind its topic's end is read again."""
+"""agents.compat.faust_stalls: a stage partition whose state stands behind its topic's end is read again."""
 from __future__ import annotations
 
 import asyncio
@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 from faust.types import TP
 
-from agents import stalls
+from agents.compat import faust_stalls as stalls
 
 TOPIC = "harmrank-register"
 
