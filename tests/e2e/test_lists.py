@@ -72,8 +72,26 @@ def test_a_worker_with_a_lists_file_agrees_with_rank_list(partitions, own_broker
                 newest[e["suspect_id"]] = (e["score"], e["allegations"], e["victims"])
         for row in expected[spec.name]:
             assert newest[row["suspect_id"]] == (row["score"], row["allegations"], row["victims"]), (spec.name, row)
-    assert any(e["type"] == "ranking.updated" for e in events)
     _the_api_answers_every_list(worker, specs, expected, tmp_path)
+    _a_members_new_report_is_an_update(own_broker, feed, expected["assault"][0]["suspect_id"], tmp_path)
+
+
+def _a_members_new_report_is_an_update(broker, feed, member: str, tmp_path) -> None:
+    """One more report of the first list's top member: he stays in, so `ranking.updated` names it."""
+    extra = tmp_path / "extra.jsonl"
+    at = json.loads(feed.read_text().splitlines()[-1])["at"]
+    extra.write_text(json.dumps({"event_id": "e2e-extra-1", "type": "report.recorded", "at": at,
+                                 "crime_ref": "CR-E2E-EXTRA", "offence_code": "105/01", "suspects": [member],
+                                 "victims": [{"id": "V-E2E", "sex": "F"}]}) + "\n")
+    publish_file(broker, extra)
+    deadline = time.monotonic() + 60
+    while True:
+        events = [json.loads(r.value) for r in read_topic(broker, OUTPUT_TOPIC, quiet=2.0, timeout=60.0)]
+        updates = [e for e in events if e["cause"] == "e2e-extra-1" and e["list"] == "assault"]
+        if updates or time.monotonic() > deadline:
+            break
+        time.sleep(1.0)
+    assert [(e["type"], e["suspect_id"]) for e in updates] == [("ranking.updated", member)]
 
 
 def _the_api_answers_every_list(worker, specs, expected: dict, tmp_path) -> None:
