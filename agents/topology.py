@@ -80,7 +80,7 @@ class Runtime:
     ranker: RankerStage
     health: Health = field(default_factory=Health)
     offsets: dict = field(default_factory=dict)  # (topic, partition) -> last offset handed to a stage
-    intake: Optional[IntakeReader] = None  # the input topic's batch reader, once the app started it
+    intake: Optional[IntakeReader] = None  # the input topic's batch reader
     ranker_held: bool = False  # this worker holds the ranker partition (it answers /ranking)
     ready: bool = False
 
@@ -124,8 +124,24 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     return app, rt
 
 
+class HarmrankApp(faust.App):
+    """Faust's app, with services of our own that start beside Faust's rather than after table recovery.
+
+    A service declared with ``app.service`` starts only once every table is recovered. The intake's
+    reader joins its own consumer group, which the local broker holds for half the session timeout,
+    as long as Faust's join: started with Faust's services (after the producer, before the stage
+    agents' first batch), the two joins overlap. Stopped first, since a dependency is stopped in
+    the reverse order it started.
+    """
+
+    early_services: tuple = ()
+
+    def on_init_dependencies(self):
+        return [*super().on_init_dependencies(), *self.early_services]
+
+
 def _app(settings: Settings) -> faust.App:
-    app = faust.App(
+    app = HarmrankApp(
         "harmrank",
         broker=settings.broker,
         store="rocksdb://",
@@ -238,14 +254,11 @@ def _intake(app: faust.App, rt: Runtime, settings: Settings, stage: IntakeStage,
         metrics.PROCESSING_LATENCY.labels(stage="intake").observe(
             max(0.0, time.time() - (last / 1000 if last and last > 0 else time.time())))
 
-    @app.service
-    class Intake(IntakeReader):
-        def __init__(self, **kwargs):
-            super().__init__(topic=settings.input_topic, group_id=f"{app.conf.id}-intake",
+    rt.intake = IntakeReader(topic=settings.input_topic, group_id=f"{app.conf.id}-intake",
                              bootstrap_servers=settings.bootstrap_servers, handle=handle,
                              fetch_max_wait_ms=fetch_wait, window_s=within,
-                             client_kwargs=aiokafka_kwargs(settings), **kwargs)
-            rt.intake = self
+                             client_kwargs=aiokafka_kwargs(settings), beacon=app.beacon)
+    app.early_services = (rt.intake,)
 
 
 def _timers(app: faust.App, rt: Runtime, settings: Settings, send) -> None:
