@@ -75,7 +75,10 @@ def _read_broker_epoch(servers: list[str], timeout: float = 3.0, **client_kwargs
             records = batch.get(tp, [])
             if records:
                 epoch = records[-1].value.decode()
-            elif epoch is not None:
+            high = consumer.highwater(tp)  # from the fetch itself: the local broker's ListOffsets can lag
+            if high is not None and consumer.position(tp) >= high:
+                break  # read to the end: no empty poll to wait for
+            if not records and epoch is not None:
                 break
         return epoch
     finally:
