@@ -43,8 +43,9 @@ stops at the end), with its own temporary directory:
    taken out (the same intake reader, Faust agents, batching, envelopes and local-broker
    patches; no validation, no state, no changelog), sent the latency feed at the same pace
    on the same broker: what the hops alone cost here, a bound no worker of this shape beats.
-   It runs twice: hops 2-4 as Faust agents, as in the worker, and every hop an aiokafka
-   batch reader (no Faust stream at all).
+   It runs three times: hops 2-4 as Faust agents, as in the worker; every hop an aiokafka
+   batch reader (no Faust stream at all); and three hops, the register's taken out (what a
+   register reading ``crime-reports`` itself would leave), hops 2-3 as Faust agents.
 
 Nothing is asserted; the exit code is 1 only when a phase could not be measured at all.
 """
@@ -869,19 +870,19 @@ def run_naive(broker, tmp: Path, args, n: int, no_table: bool, faust_defaults: b
 
 
 # --------------------------------------------------------------------------- latency floor
-def run_floor(broker, tmp: Path, args, hops: str = "faust") -> dict:
+def run_floor(broker, tmp: Path, args, hops: str = "faust", count: int = 4) -> dict:
     """The pipeline with the work taken out (``tests/bench/floor_app.py``), fed at the latency rate."""
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
     from agents.kafka_admin import ensure_topics
     from tests.bench import floor_app
 
-    in_topic, hop_topics = floor_app.topics_of(hops)
+    in_topic, hop_topics = floor_app.topics_of(hops, count)
     out_topic = hop_topics[-1][0]
     ensure_topics([broker.bootstrap], {in_topic: 4, **dict(hop_topics)})
     cmd = [sys.executable, "-m", "tests.bench.floor_app", "--broker", broker.url,
-           "--datadir", str(tmp / f"floor-data-{hops}"), "--hops", hops]
-    child = Child("floor", cmd, clean_env(), tmp / f"floor-{hops}.log")
+           "--datadir", str(tmp / f"floor-data-{hops}-{count}"), "--hops", hops, "--count", str(count)]
+    child = Child("floor", cmd, clean_env(), tmp / f"floor-{hops}-{count}.log")
     CHILDREN.append(child)
     arrivals: list = []  # latency in ms of every item that reached the last topic
     stopping = threading.Event()
@@ -1260,13 +1261,15 @@ def phase_baselines(run: BenchRun, lines: int) -> None:
 
 
 def phase_floor(run: BenchRun) -> None:
-    """[5] the same four hops with no work in them, Faust hops and aiokafka hops."""
+    """[5] the same four hops with no work in them, Faust hops and aiokafka hops; and three Faust hops."""
     say(f"\n[5] latency floor: the same four hops with no work in them, at {run.args.latency_rate:g} events/s "
         "(tests/bench/floor_app.py)")
-    for hops, label in (("faust", "hops 2-4 as Faust agents, as in the worker"),
-                        ("aiokafka", "every hop an aiokafka batch reader, no Faust stream")):
-        fl = run_floor(run.broker, run.tmp, run.args, hops)
-        run.summary["floor_" + hops] = fl
+    for hops, count, label in (("faust", 4, "hops 2-4 as Faust agents, as in the worker"),
+                               ("aiokafka", 4, "every hop an aiokafka batch reader, no Faust stream"),
+                               ("faust", 3, "three hops, the register's taken out (a register reading the "
+                                            "input itself), hops 2-3 as Faust agents")):
+        fl = run_floor(run.broker, run.tmp, run.args, hops, count)
+        run.summary["floor_" + hops + ("" if count == 4 else f"_{count}")] = fl
         say(f"  {label}: {fl['n']} of {fl['sent']} items through: p50 {fl['p50']:.1f} ms, "
             f"p90 {fl['p90']:.1f} ms, p99 {fl['p99']:.1f} ms, max {fl['max']:.1f} ms, mean {fl['mean']:.1f} ms")
         say(f"    floor app {fl['cpu_share'] * 100:.0f} % of one core; {fl['cpu_note']}")

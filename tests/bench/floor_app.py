@@ -15,6 +15,8 @@ it bounds from below what any worker of this shape can reach here.
   acknowledgement before it acks its input.
 - With `--hops aiokafka`, hops 2 to 4 are batch readers like hop 1 instead, to
   show what Faust's stream costs (each variant has topics of its own).
+- With `--count 3`, the second topic is left out: three hops, as a register that
+  read the input itself would leave (the intake's reading and the register's one hop).
 - It runs with the worker's Faust settings and the worker's local-broker
   patches: the end-offset fix, the fetch wait and the direct drain.
 
@@ -22,6 +24,7 @@ An item is ``[send time in ms, the input record's value]``, so envelopes are as
 large as the input. Nothing is stored.
 
     python -m tests.bench.floor_app --broker kafka://127.0.0.1:9092 --datadir /tmp/x [--hops faust|aiokafka]
+                                    [--count 4|3]
 """
 from __future__ import annotations
 
@@ -32,10 +35,12 @@ import sys
 
 
 
-def topics_of(hops: str) -> tuple[str, list]:
-    """The input topic and the (topic, partitions) of each hop's output, for one kind of hops."""
-    name = f"bench-floor-{hops}"
-    return f"{name}-in", [(f"{name}-1", 4), (f"{name}-2", 4), (f"{name}-3", 1), (f"{name}-out", 1)]
+def topics_of(hops: str, count: int = 4) -> tuple[str, list]:
+    """The input topic and the (topic, partitions) of each hop's output, for one kind of hops and their count:
+    four as in the worker, or three (the register's hop taken out: a register that reads the input itself)."""
+    name = f"bench-floor-{hops}" + ("" if count == 4 else f"-{count}")
+    middle = [(f"{name}-1", 4), (f"{name}-2", 4)][:count - 2]
+    return f"{name}-in", [*middle, (f"{name}-3", 1), (f"{name}-out", 1)]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -45,6 +50,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--datadir", required=True)
     p.add_argument("--hops", choices=["faust", "aiokafka"], default="faust",
                    help="hops 2 to 4 as Faust agents (the worker's way, the default) or as batch readers like hop 1")
+    p.add_argument("--count", type=int, choices=[3, 4], default=4,
+                   help="hops: 4 as in the worker (the default), or 3: the register's hop taken out")
     return p.parse_args(argv)
 
 
@@ -55,7 +62,7 @@ def make_app(args: argparse.Namespace, servers: list):
     from agents.compat import faust_drain, tansu_fetch, tansu_offsets
 
     app = faust.App(
-        f"bench-floor-{args.hops}", broker=args.broker, store="memory://", datadir=args.datadir,
+        f"bench-floor-{args.hops}-{args.count}", broker=args.broker, store="memory://", datadir=args.datadir,
         topic_partitions=4, topic_replication_factor=1, broker_session_timeout=6, broker_heartbeat_interval=1,
         producer_linger=0.0, broker_commit_interval=10.0, broker_commit_every=100_000,
         consumer_auto_offset_reset="latest", table_standby_replicas=0, web_enabled=False,
@@ -93,7 +100,7 @@ def add_intake(app, args: argparse.Namespace, servers: list, in_topic: str, firs
     @app.service
     class Intake(IntakeReader):
         def __init__(self, **kwargs):
-            super().__init__(topic=in_topic, group_id=f"bench-floor-{args.hops}-intake", bootstrap_servers=servers,
+            super().__init__(topic=in_topic, group_id=f"bench-floor-{args.hops}-{args.count}-intake", bootstrap_servers=servers,
                              handle=intake, fetch_max_wait_ms=tansu_fetch.current_wait_ms(), window_s=within,
                              **kwargs)
 
@@ -132,7 +139,7 @@ def add_reader_hop(app, args: argparse.Namespace, servers: list, i: int, hops: l
 
     class Hop(IntakeReader):
         def __init__(self, **kwargs):
-            super().__init__(topic=src, group_id=f"bench-floor-{args.hops}-{i}", bootstrap_servers=servers,
+            super().__init__(topic=src, group_id=f"bench-floor-{args.hops}-{args.count}-{i}", bootstrap_servers=servers,
                              handle=forward, fetch_max_wait_ms=tansu_fetch.current_wait_ms(), **kwargs)
 
     Hop.__name__ = f"Hop{i}"
@@ -149,7 +156,7 @@ def quiet_faust_logs(app) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    in_topic, hops = topics_of(args.hops)
+    in_topic, hops = topics_of(args.hops, args.count)
 
     import faust
 
