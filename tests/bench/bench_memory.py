@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tests.bench import bench_stream as bs
-from tests.bench.bench_peer import group_pids
+from tests.bench.bench_stream import group_pids
 
 
 def feed_of(path: Path, suspects: int) -> tuple[int, int]:

@@ -36,10 +36,8 @@ the exit code is 1 when a ranking never became final or a run failed.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -50,6 +48,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tests.bench import bench_stream as bs
+from tests.bench.bench_stream import group_pids
 
 FEED_DAYS = 300.0
 POLL_SECONDS = 0.2
@@ -92,18 +91,6 @@ def suspects_in(path: Path) -> int:
             if line.strip():
                 named.update(json.loads(line).get("suspects") or [])
     return len(named)
-
-
-def group_pids(pgid: int) -> list:
-    """Every live process whose process group is ``pgid`` (a Child and what it started)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, ValueError, IndexError):
-                stat = Path(f"/proc/{entry}/stat").read_text()
-                if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
-                    pids.append(int(entry))
-    return pids
 
 
 def peak_rss(children: list) -> float:

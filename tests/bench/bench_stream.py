@@ -162,7 +162,7 @@ class CpuMeter:
         self.o0 = self._ours()
 
     def _ours(self) -> float:
-        total = sum(proc_status(p).get("cpu", 0.0) for p in self.pids)
+        total = sum(group_status(p).get("cpu", 0.0) for p in self.pids)
         t = os.times()
         return total + t.user + t.system
 
@@ -188,6 +188,28 @@ def proc_status(pid: int) -> dict:
         fields = stat[stat.rindex(")") + 2:].split()
         tick = os.sysconf("SC_CLK_TCK")
         out["cpu"] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+def group_pids(pgid: int) -> list:
+    """Every live process whose process group is ``pgid`` (a Child and what it started)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
+                    pids.append(int(entry))
+    return pids
+
+
+def group_status(pid: int) -> dict:
+    """`proc_status` summed over the process group that ``pid`` leads (a worker's supervisor and its worker
+    processes), or of ``pid`` alone when it leads none."""
+    out: dict = {}
+    for each in group_pids(pid) or [pid]:
+        for key, value in proc_status(each).items():
+            out[key] = out.get(key, 0.0) + value
     return out
 
 
@@ -468,7 +490,7 @@ class MetricsSampler(threading.Thread):
             if samples is not None:
                 consumed = int(sum(v for n, _, v in samples if n == "harmrank_events_consumed_total"))
                 lag = {lb.get("stage", "?"): int(v) for n, lb, v in samples if n == "harmrank_consumer_lag_messages"}
-                self.samples.append((time.time(), consumed, lag, proc_status(self.worker.child.pid).get("cpu", 0.0),
+                self.samples.append((time.time(), consumed, lag, group_status(self.worker.child.pid).get("cpu", 0.0),
                                      machine_busy()))
             self.stopping.wait(0.5)
 
@@ -774,7 +796,7 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
     hop.start()
     producer = KafkaProducer(bootstrap_servers=broker.bootstrap, acks=1, linger_ms=0,
                              max_request_size=4 * 1024 * 1024, client_id="bench-latency")
-    cpu0 = proc_status(worker.child.pid).get("cpu", 0.0)
+    cpu0 = group_status(worker.child.pid).get("cpu", 0.0)
     try:
         sent, send_log, t0, late = send_paced(producer, msgs, args.latency_rate)
     finally:
@@ -789,7 +811,7 @@ def run_latency(broker, worker: HarmrankWorker, tmp: Path, args, consumed_before
     t_done, n = worker.wait_consumed(target, stall=120, cap=300 + len(msgs) / 50, label="latency feed")
     wait_for_last_outputs(listener, t_done)
     stop_threads(listener, sampler)
-    cpu1 = proc_status(worker.child.pid).get("cpu", 0.0)
+    cpu1 = group_status(worker.child.pid).get("cpu", 0.0)
     if listener.error is not None:
         raise BenchError(f"harm-ranking listener failed: {listener.error!r}")
 
@@ -858,7 +880,7 @@ def run_naive(broker, tmp: Path, args, n: int, no_table: bool, faust_defaults: b
             if now - start > cap:
                 raise BenchError(f"{name}: only {count}/{n} after {cap:g} s:\n{child.tail()}")
             time.sleep(0.25)
-        st = proc_status(child.pid)
+        st = group_status(child.pid)
         cpu_note = meter.report()
     finally:
         child.stop(grace=10)
@@ -922,7 +944,7 @@ def run_floor(broker, tmp: Path, args, hops: str = "faust", count: int = 4) -> d
         feed = [line.encode() for line in (tmp / "latency-feed.jsonl").read_text().splitlines() if line.strip()]
         arrivals.clear()
         meter = CpuMeter([child.pid, broker.pid])
-        cpu0 = proc_status(child.pid).get("cpu", 0.0)
+        cpu0 = group_status(child.pid).get("cpu", 0.0)
         n = min(len(feed), int(args.latency_rate * args.latency_seconds))
         t0 = time.time()
         for i in range(n):
@@ -935,7 +957,7 @@ def run_floor(broker, tmp: Path, args, hops: str = "faust", count: int = 4) -> d
         while len(arrivals) < n and time.monotonic() < wait_until:
             time.sleep(0.1)
         elapsed = time.time() - t0
-        cpu = (proc_status(child.pid).get("cpu", 0.0) - cpu0) / elapsed
+        cpu = (group_status(child.pid).get("cpu", 0.0) - cpu0) / elapsed
         note = meter.report()
     finally:
         stopping.set()
@@ -981,7 +1003,7 @@ def worker_settings(p: argparse.ArgumentParser, given: list) -> dict:
     """--worker-setting NAME=VALUE pairs as {name: value}; NAME must be a worker setting."""
     from agents.settings import Settings
 
-    known = {f.name for f in dataclasses.fields(Settings)} | {"tansu_fetch_wait_ms", "tansu_fix"}  # read elsewhere
+    known = {f.name for f in dataclasses.fields(Settings)} | {"tansu_fetch_wait_ms", "tansu_fix", "processes"}  # read elsewhere
     out = {}
     for setting in given:
         name, eq, value = setting.partition("=")
@@ -1132,7 +1154,7 @@ def say_first_feed_figures(run: BenchRun, lines: int, cpu_note: str, t_launch: f
                            t_consumed: float, t_equal: Optional[float]) -> None:
     """The end-to-end rates, the worker's CPU and memory, into the summary and said."""
     summary, equal = run.summary, t_equal is not None
-    st = proc_status(run.worker.child.pid)
+    st = group_status(run.worker.child.pid)
     samples = run.worker.metrics() or []
     outcomes = consumed_by_outcome(samples)
     outputs = int(sum(v for name, _, v in samples if name == "harmrank_output_events_total"))
@@ -1233,7 +1255,7 @@ def phase_latency(run: BenchRun, feed: FirstFeed, consumed: int) -> None:
     run.summary["latency"] = lat
     say_stage_latencies(subtract_samples(worker.metrics() or [], before))
     check_both_feeds(run, feed, lat["feed"])
-    st = proc_status(worker.child.pid)
+    st = group_status(worker.child.pid)
     run.summary["rss_end"] = st.get("VmHWM")
     say(f"  worker: peak RSS (VmHWM) {st.get('VmHWM', float('nan')):.0f} MiB, CPU {st.get('cpu', 0):.1f} s")
     stop_worker(run)
