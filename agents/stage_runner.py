@@ -62,17 +62,19 @@ class StageRunner:
             messages = [Message(e.message.topic, e.message.partition, e.message.offset, e.message.timestamp,
                                 e.message.value) for e in events]
             gaps = skipped(messages, stage.applied_offset)
-            if gaps and await self._read_again(name, messages[0].topic, gaps):
+            if gaps and await self.reread(name, messages[0].topic, gaps,
+                                          "a batch skips messages its state has not applied: the consumer lost them"):
                 continue  # not worked, not acknowledged: its messages come again, after the missing ones
             done = await self._until_done(name, stage, lambda: work(messages), pipe, events)
             after(done)
             _observe(name, done.t0)
 
-    async def _read_again(self, name: str, topic: str, gaps: dict) -> bool:
+    async def reread(self, name: str, topic: str, gaps: dict, how: str) -> bool:
+        """Read again the messages of a stage's input that its state has not applied ({partition: offset}),
+        found missing as `how` says: counted and logged; False when the topic no longer holds them."""
         metrics.SKIPPED_READS.labels(stage=name).inc()
         if await self.read_again(topic, gaps):
-            log.warning("%s: a batch skips messages its state has not applied (%s, partition: offset to read "
-                        "from): the consumer lost them; reading them again", name, gaps)
+            log.warning("%s: %s (%s, partition: offset to read from); reading them again", name, how, gaps)
             return True
         log.critical("%s: the messages from %s are gone from %s (the topic's retention): working on without them",
                      name, gaps, topic)

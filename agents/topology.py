@@ -195,7 +195,7 @@ def _stages(app: faust.App, rt: Runtime, topics: dict, send) -> None:
     runner = StageRunner(send, rt.health, read_again)
     watch_stalls(app, lambda: rt.ready, {REGISTER_TOPIC: ("register", rt.register),
                                          LEDGER_TOPIC: ("ledger", rt.ledger),
-                                         CANDIDATES_TOPIC: ("ranker", rt.ranker)}, read_again)
+                                         CANDIDATES_TOPIC: ("ranker", rt.ranker)}, runner.reread)
     within = rt.settings.batch_window_ms / 1000.0  # how long a stage gathers a batch once a message is there
 
     def seen(work):

@@ -6,25 +6,21 @@ later message comes (`streams.stages.base.skipped`), but not when the dropped
 messages were the partition's last: nothing comes after them. So a timer looks
 at every stage partition this worker holds: one whose state has stayed at the
 same offset for STALL_S seconds while its topic holds messages after it is
-read again from where its state ends (`harmrank_skipped_reads_total`).
+read again from where its state ends, by the stage runner's `reread` (counted in
+`harmrank_skipped_reads_total` and logged like a gap within a batch).
 """
 from __future__ import annotations
 
-import logging
 import time
 from typing import Callable
-
-from .. import metrics
-
-log = logging.getLogger("harmrank")
 
 STALL_CHECK_S = 5.0  # how often the partitions are looked at
 STALL_S = 10.0  # how long a state may stand behind its topic's end before its partition is read again
 
 
-def watch_stalls(app, is_ready: Callable[[], bool], stages: dict, read_again: Callable) -> None:
+def watch_stalls(app, is_ready: Callable[[], bool], stages: dict, reread: Callable) -> None:
     """`stages`: input topic -> (stage name, stage with `applied_offset(partition)`);
-    `read_again(topic, {partition: offset})` seeks those partitions back."""
+    `reread(stage name, topic, {partition: offset}, how)` seeks those partitions back."""
     behind: dict = {}  # tp -> (offset its state holds, monotonic time first seen behind with it)
 
     @app.timer(interval=STALL_CHECK_S)
@@ -49,7 +45,6 @@ def watch_stalls(app, is_ready: Callable[[], bool], stages: dict, read_again: Ca
                 behind[tp] = (applied, now)
             elif now - seen[1] >= STALL_S:
                 del behind[tp]
-                metrics.SKIPPED_READS.labels(stage=name).inc()
-                log.warning("%s: %s[%d] has stood at offset %s for %.0f s with messages up to %d after it: "
-                            "reading them again", name, tp.topic, tp.partition, applied, now - seen[1], high - 1)
-                await read_again(tp.topic, {tp.partition: expected})
+                await reread(name, tp.topic, {tp.partition: expected},
+                             f"{tp.topic}[{tp.partition}] has stood at offset {applied} for {now - seen[1]:.0f} s "
+                             f"with messages up to {high - 1} after it")

@@ -26,11 +26,12 @@ def watched(stage: Stage, high: dict, seeks: list, ready=lambda: True):
         assignor=SimpleNamespace(assigned_actives=lambda: {TP(TOPIC, 0), TP(TOPIC, 1), TP("other", 0)}),
         consumer=SimpleNamespace(highwater=lambda tp: high.get(tp.partition)))
 
-    async def read_again(topic, gaps):
+    async def reread(name, topic, gaps, how):
+        assert name == "register" and f"{topic}[0] has stood at offset" in how
         seeks.append((topic, gaps))
         return True
 
-    stalls.watch_stalls(app, ready, {TOPIC: ("register", stage)}, read_again)
+    stalls.watch_stalls(app, ready, {TOPIC: ("register", stage)}, reread)
     return timers[0]
 
 
