@@ -9,10 +9,7 @@ of the method is Faust's, unchanged.
 """
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-log = logging.getLogger(__name__)
 
 _original: Any = None
 
