@@ -48,7 +48,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from tests.bench import bench_stream as bs
-from tests.bench.bench_stream import group_pids
 
 FEED_DAYS = 300.0
 POLL_SECONDS = 0.2
@@ -95,22 +94,11 @@ def suspects_in(path: Path) -> int:
 
 def peak_rss(children: list) -> float:
     """Sum of VmHWM (MiB) over the live processes of the children's process groups."""
-    return sum(bs.proc_status(pid).get("VmHWM", 0.0) for c in children for pid in group_pids(c.pid))
+    return sum(bs.group_status(c.pid).get("VmHWM", 0.0) for c in children)
 
 
 def cpu_seconds(children: list) -> float:
-    return sum(bs.proc_status(pid).get("cpu", 0.0) for c in children for pid in group_pids(c.pid))
-
-
-class GroupCpuMeter(bs.CpuMeter):
-    """bs.CpuMeter counting the children's whole process groups as ours (a supervisor's workers too)."""
-
-    def __init__(self, children: list, broker_pid: int):
-        self.children = children
-        super().__init__([broker_pid])
-
-    def _ours(self) -> float:
-        return super()._ours() + cpu_seconds(self.children)
+    return sum(bs.group_status(c.pid).get("cpu", 0.0) for c in children)
 
 
 def fresh_broker(feed: Path, partitions: int, tmp: Path):
@@ -196,7 +184,7 @@ def run_system(name: str, launch: Callable, feed: Path, reports: int, expected: 
     try:
         t0 = time.time()
         children, entries = launch(broker, tmp)
-        cpu = GroupCpuMeter(children, broker.pid)  # "other processes": not ours
+        cpu = bs.CpuMeter([*(c.pid for c in children), broker.pid])  # whole process groups; the rest: not ours
         t_final, last = wait_final(entries, expected, children, timeout=args.timeout)
         rss, cpu_s = peak_rss(children), cpu_seconds(children)
         if t_final is None:
