@@ -217,8 +217,13 @@ class TopBook:
         self.truncated = True
 
     def rebuild(self, entries: Iterable[tuple]) -> None:
-        """Replace the content by `entries` (keys ending in their ident), keeping the best `capacity`."""
-        keys = sorted(entries)
+        """Replace the content by `entries` (keys ending in their ident), keeping the best `capacity`.
+
+        A bounded book holds only the best capacity + 1 keys while the entries go by (the one past
+        capacity becomes the floor), so a rebuild over a store of a million suspects takes memory for
+        the capacity, not for the million.
+        """
+        keys = sorted(entries) if self.capacity is None else heapq.nsmallest(self.capacity + 1, entries)
         self.truncated = False
         self._floor = None
         if self.capacity is not None and len(keys) > self.capacity:

@@ -110,3 +110,24 @@ def test_constructor_checks():
         TopBook(3, 2, lambda: [])
     with pytest.raises(ValueError):
         TopBook(3, 5)
+
+
+def test_bounded_rebuild_holds_only_its_capacity_while_the_entries_go_by():
+    """A rebuild over a store of many suspects takes memory for the capacity, not for all of them."""
+    live = [0, 0]  # idents alive now, most alive at once
+
+    class Ident(str):
+        def __new__(cls, value):
+            live[0] += 1
+            live[1] = max(live[1], live[0])
+            return super().__new__(cls, value)
+
+        def __del__(self):
+            live[0] -= 1
+
+    entries = [(-i % 97, f"S{i}") for i in range(10_000)]
+    book = TopBook(3, 10, lambda: iter(()))
+    book.rebuild((score, Ident(ident)) for score, ident in entries)
+    assert live[1] <= 10 + 1 + 2  # the capacity, the floor, and the entries in flight (not 10,000)
+    assert book.truncated and book.members() == [ident for _, ident in sorted(entries)[:3]]
+    assert book.top(10) == sorted(entries)[:10]
