@@ -147,3 +147,27 @@ def test_each_local_write_names_its_keys_for_the_changelog_in_the_same_batch(db)
     store.changelog_done()  # once the changelog holds them, the names (of deleted keys too) go
     assert db.db.get(PENDING_KEY) is None
     assert [k for k, _ in store.scan("p:")] == ["p:b", "p:c"]  # the local key is no state of the core's
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_scan_in_a_batch_merges_its_changes_in_key_order(db, seed):
+    """Keys written, rewritten and deleted in a batch, before, between and after those on disk (non-ASCII
+    ones too), come out of a scan in key order with the batch's values, as a dict of the state would give."""
+    import random
+
+    rng = random.Random(seed)
+    names = [f"p:{c}{i}" for c in "aé€z" for i in range(6)] + ["o:other", "q:after"]
+    state: dict = {}
+    store = store_over(db, keep=rng.choice([0, 5]))
+    for _batch in range(3):
+        for _ in range(rng.randint(0, 12)):
+            key = rng.choice(names)
+            if rng.random() < 0.3:
+                del store[key]
+                state.pop(key, None)
+            else:
+                store[key] = state[key] = [rng.randint(0, 99)]
+        expected = sorted((k, v) for k, v in state.items() if k.startswith("p:"))
+        assert list(store.scan("p:")) == expected  # in the batch, before its write
+        store._write_local()
+        assert list(store.scan("p:")) == expected
