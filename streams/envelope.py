@@ -8,6 +8,11 @@ limit, so a report with hundreds of suspects and victims (whose facts fan out
 to megabytes) travels as several envelopes instead of failing the batch. A
 destination's envelopes go to one partition from one producer, in order; its
 clock travels in the last one.
+
+A fact is appended to its envelope's body as soon as it is encoded, never kept as
+bytes of its own: orjson hands over each result in a buffer of at least 4 KiB, so
+the tens of thousands of facts of a batch, each kept alone, would hold 4 KiB apiece
+until the batch is sent (and more of them as more suspects are touched a batch).
 """
 from __future__ import annotations
 
@@ -32,14 +37,24 @@ class Outbox:
     """A batch's outgoing messages: facts grouped by (role, partition), and records sent as they are."""
 
     def __init__(self) -> None:
-        self._items: dict = {}  # (role, partition) -> [encoded fact, ...]
+        self._bodies: dict = {}  # (role, partition) -> [envelope body: encoded facts joined by commas, ...]
         self._clock: dict = {}  # (role, partition) -> as_of
         self._t0: dict = {}  # (role, partition) -> newest publish time of its facts
         self.singles: list = []  # Records sent as they are, before the envelopes
 
     def add(self, role: str, partition: int, fact: Any, t0: float = 0.0) -> None:
         dest = (role, partition)
-        self._items.setdefault(dest, []).append(orjson.dumps(fact))
+        item = orjson.dumps(fact)
+        bodies = self._bodies.get(dest)
+        if bodies is None:
+            bodies = self._bodies[dest] = [bytearray()]
+        body = bodies[-1]
+        if body and len(body) + 1 + len(item) > ENVELOPE_BYTES:  # a fact larger than that travels alone
+            body = bytearray()
+            bodies.append(body)
+        if body:
+            body += b","
+        body += item
         if t0 > self._t0.get(dest, 0.0):
             self._t0[dest] = t0
 
@@ -54,28 +69,18 @@ class Outbox:
     def records(self) -> list:
         """The singles, then each destination's envelopes in order."""
         out = list(self.singles)
-        for dest in sorted(set(self._items) | set(self._clock)):
+        for dest in sorted(set(self._bodies) | set(self._clock)):
             role, partition = dest
-            for value in _envelopes(self._items.get(dest, []), self._t0.get(dest, 0.0), self._clock.get(dest)):
+            for value in _envelopes(self._bodies.get(dest, [b""]), self._t0.get(dest, 0.0), self._clock.get(dest)):
                 out.append(Record(role, partition, None, value))
         return out
 
 
-def _envelopes(items: list, t0: float, as_of: Optional[int]) -> list:
-    """The encoded facts cut into envelopes of at most ENVELOPE_BYTES of facts; the clock in the last."""
-    chunks: list = []
-    chunk: list = []
-    size = 0
-    for item in items:
-        if chunk and size + len(item) > ENVELOPE_BYTES:
-            chunks.append(chunk)
-            chunk, size = [], 0
-        chunk.append(item)
-        size += len(item) + 1
-    chunks.append(chunk)
+def _envelopes(bodies: list, t0: float, as_of: Optional[int]) -> list:
+    """An envelope for each body (facts joined by commas), the clock in the last."""
     tail = b',"t0":' + orjson.dumps(t0)
-    out = [b'{"items":[' + b",".join(c) + b"]" + tail + b"}" for c in chunks[:-1]]
-    last = b'{"items":[' + b",".join(chunks[-1]) + b"]" + tail
+    out = [b'{"items":[' + body + b"]" + tail + b"}" for body in bodies[:-1]]
+    last = b'{"items":[' + bodies[-1] + b"]" + tail
     if as_of is not None:
         last += b',"as_of":' + orjson.dumps(as_of)
     out.append(last + b"}")
