@@ -14,5 +14,7 @@ from __future__ import annotations
 
 import orjson
 
-dumps = orjson.dumps  # value -> bytes
+from streams.store import encode_value
+
+dumps = encode_value  # value -> bytes, copied to their own size (orjson's buffer is 4 KiB at least)
 loads = orjson.loads  # bytes -> value

@@ -40,6 +40,15 @@ class DictStore(dict):
                 yield key, value
 
 
+def encode_value(value: Any) -> bytes:
+    """A store value's JSON bytes, copied to their own size.
+
+    orjson hands its result over in a buffer of at least 4 KiB, and a batch keeps
+    every value it writes until the write is sent: tens of thousands of values,
+    more as more suspects are touched a batch. The copy costs about 0.06 us a value.
+    """
+    return b"".join((orjson.dumps(value), b""))
+
 
 _MISSING = object()
 _GONE = object()  # the cache's mark of a key that is not stored (or deleted in this batch)
@@ -103,7 +112,7 @@ class WriteBackStore(CachedReads):
             if value is _GONE:
                 self.db.pop(key, None)
             else:
-                self.db[key] = orjson.dumps(value)
+                self.db[key] = encode_value(value)
         self._cache.clear()
 
     def discard_changes(self) -> None:

@@ -26,3 +26,19 @@ def test_same_bytes_as_the_standard_library(value):
 def test_round_trip(value):
     assert codec.loads(codec.dumps(value)) == value
     assert codec.loads(json.dumps(value).encode()) == value  # reads what the standard library wrote (older state)
+
+
+def test_values_kept_cost_their_size():
+    """A batch keeps every value it writes until the write is sent: each must hold its own bytes, not the
+    4 KiB buffer orjson hands its result over in."""
+    import tracemalloc
+
+    value = VALUES[0]
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [codec.dumps(value) for _ in range(10_000)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 10_000 * (len(kept[0]) + 100)  # bytes object header and list slot; 4 KiB each would be 40 MB
