@@ -45,7 +45,7 @@ def encode_value(value: Any) -> bytes:
 
     orjson hands its result over in a buffer of at least 4 KiB, and a batch keeps
     every value it writes until the write is sent: tens of thousands of values,
-    more as more suspects are touched a batch. The copy costs about 0.06 us a value.
+    more as more suspects are touched a batch.
     """
     return b"".join((orjson.dumps(value), b""))
 
