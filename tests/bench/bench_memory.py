@@ -68,9 +68,9 @@ def replay(feed: Path, lines: int, partitions: int, tmp: Path) -> dict:
             if time.monotonic() > deadline:
                 raise bs.BenchError(f"only {worker.consumed()}/{lines} consumed")
             time.sleep(0.5)
-        statuses = [bs.proc_status(pid) for pid in group_pids(child.pid)]
-        return {"publish_s": published, "replay_s": time.time() - t_ready, "processes": len(statuses),
-                **{name: sum(s.get(field, 0.0) for s in statuses)
+        status = bs.group_status(child.pid)
+        return {"publish_s": published, "replay_s": time.time() - t_ready, "processes": len(group_pids(child.pid)),
+                **{name: status.get(field, 0.0)
                    for name, field in (("peak", "VmHWM"), ("rss", "VmRSS"), ("cpu", "cpu"))}}
     finally:
         for c in reversed(children):

@@ -56,7 +56,7 @@ def run(workers: int, events: int, partitions: int) -> dict:
             children.append(child)
             ws.append(bs.HarmrankWorker(child, port, token))
         t_ready = max(w.wait_ready(timeout=240) for w in ws)
-        cpu0 = sum(bs.proc_status(w.child.pid).get("cpu", 0.0) for w in ws)
+        cpu0 = sum(bs.group_status(w.child.pid).get("cpu", 0.0) for w in ws)
         deadline = time.monotonic() + 300 + lines / 100
         while True:
             for w in ws:
@@ -68,8 +68,8 @@ def run(workers: int, events: int, partitions: int) -> dict:
                 raise bs.BenchError(f"only {n}/{lines} consumed by {workers} workers")
             time.sleep(0.25)
         t_done = time.time()
-        cpu = sum(bs.proc_status(w.child.pid).get("cpu", 0.0) for w in ws) - cpu0
-        rss = [bs.proc_status(w.child.pid).get("VmHWM", float("nan")) for w in ws]
+        cpu = sum(bs.group_status(w.child.pid).get("cpu", 0.0) for w in ws) - cpu0
+        rss = [bs.group_status(w.child.pid).get("VmHWM", float("nan")) for w in ws]
         t_equal, _ = ws[0].wait_ranking(expected, timeout=300 + lines / 500)
         return {"workers": workers, "lines": lines, "seconds": t_done - t_ready, "rate": lines / (t_done - t_ready),
                 "cpu": cpu, "rss": rss, "equal": t_equal is not None}
