@@ -1,10 +1,14 @@
 """Benchmark of the worker's memory as suspects grow (not a test): peak RSS at two feed sizes and their ratio.
 
     python -m tests.bench.bench_memory [--suspects 100000,1000000] [--small] [--partitions 4]
+                                       [--events E --population P1,P2]
 
 For each target of distinct suspects N: the feed is ``harmrank simulate --seed 1
 --events 2N --suspects 4N --invalid-rate 0`` (a heavy-tailed population of 4N names
-about N distinct suspects in 2N events; the count is printed), published whole to a
+about N distinct suspects in 2N events; the count is printed). With ``--events E``,
+both feeds have E events, drawn from populations P1 and P2: the suspects change and
+the events do not (``--events 2000000 --population 107500,4000000`` names about
+100,000 and 984,534). Each feed is published whole to a
 fresh local tansu broker, then one ``harmrank worker`` (``HARMRANK_CLOCK=event``)
 replays it. Peak RSS is the worker's VmHWM once its ``harmrank_events_consumed_total``
 reaches the feed, summed over the worker's processes (the supervisor and each worker process under
@@ -26,8 +30,8 @@ from tests.bench import bench_stream as bs
 from tests.bench.bench_stream import group_pids
 
 
-def feed_of(path: Path, suspects: int) -> tuple[int, int]:
-    """Write the feed aimed at ``suspects`` distinct suspects; (lines, distinct suspects named)."""
+def feed_of(path: Path, events: int, pool: int) -> tuple[int, int]:
+    """Write the feed of ``events`` events drawn from a population of ``pool``; (lines, distinct suspects named)."""
     from streams.simulate import generate
 
     named: set = set()
@@ -37,7 +41,7 @@ def feed_of(path: Path, suspects: int) -> tuple[int, int]:
             named.update(ev.get("suspects") or ())
             yield ev
 
-    lines, _, _ = bs.write_feed(path, naming(generate(seed=1, events=2 * suspects, suspects=4 * suspects,
+    lines, _, _ = bs.write_feed(path, naming(generate(seed=1, events=events, suspects=pool,
                                                       invalid_rate=0)))
     return lines, len(named)
 
@@ -78,11 +82,11 @@ def replay(feed: Path, lines: int, partitions: int, tmp: Path) -> dict:
         broker.stop()
 
 
-def run(suspects: int, partitions: int) -> dict:
+def run(events: int, pool: int, partitions: int) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="harmrank-memory-"))
     try:
         t0 = time.monotonic()
-        lines, named = feed_of(tmp / "feed.jsonl", suspects)
+        lines, named = feed_of(tmp / "feed.jsonl", events, pool)
         feed_s = time.monotonic() - t0
         return {"lines": lines, "named": named, "feed_s": feed_s, **replay(tmp / "feed.jsonl", lines, partitions, tmp)}
     finally:
@@ -94,14 +98,24 @@ def main(argv=None) -> int:
     p.add_argument("--suspects", default="100000,1000000", help="two targets of distinct suspects, comma-separated")
     p.add_argument("--small", action="store_true", help="10,000 and 100,000 instead")
     p.add_argument("--partitions", type=int, default=4)
+    p.add_argument("--events", type=int, default=0,
+                   help="events in each feed (default: twice its target, drawn from four times as many names); "
+                        "with it, each target's population is --population's")
+    p.add_argument("--population", default="", help="with --events: the two populations, comma-separated")
     args = p.parse_args(argv)
     sizes = [10_000, 100_000] if args.small else [int(x) for x in args.suspects.split(",") if x.strip()]
     if len(sizes) != 2 or min(sizes) < 1 or args.partitions < 1:
         p.error("--suspects must name two positive targets and --partitions must be positive")
+    feeds = [(2 * n, 4 * n) for n in sizes]
+    if args.events:
+        pools = [int(x) for x in args.population.split(",") if x.strip()]
+        if args.events < 1 or len(pools) != 2 or min(pools) < 1:
+            p.error("--events must be positive, with --population naming two positive populations")
+        feeds = [(args.events, pool) for pool in pools]
     results = []
-    for size in sizes:
+    for size, (events, pool) in zip(sizes, feeds):
         try:
-            r = run(size, args.partitions)
+            r = run(events, pool, args.partitions)
         except bs.BenchError as exc:
             bs.say(f"{size} suspects: FAILED: {exc}")
             return 1
