@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from itertools import islice
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
 from faust.types import TP
@@ -52,18 +51,32 @@ class PartitionStore(CachedReads):
     holds what the database holds: every write goes through it, and after a
     failed batch the stage drops the store (the ledger stage forgets the
     partition's Ledger) instead of reusing values a half-done batch changed.
+
+    With `keep_bytes` as well, the values kept hold at most that many bytes of
+    JSON (their stored form; decoded, they take several times that): the hot
+    keys are the large records, so a bound in values alone bounds no memory.
     """
 
-    def __init__(self, table, partition: int, keep: int = 0):
+    def __init__(self, table, partition: int, keep: int = 0, keep_bytes: int = 0):
         self.table = table
         self.partition = partition
         self.keep = keep
+        self.keep_bytes = keep_bytes  # 0: no bound in bytes
         self._db = partition_db(table, partition)
         self._cache: dict = {}
         self._dirty: set = set()
+        self._sizes: dict = {}  # with keep_bytes: each cached value's stored length (0 for a missing key)
+        self._kept_bytes = 0  # their sum
 
     def _load(self, key: str) -> Optional[bytes]:
-        return self._db.get(key.encode())
+        raw = self._db.get(key.encode())
+        if self.keep_bytes:
+            self._sized(key, 0 if raw is None else len(raw))
+        return raw
+
+    def _sized(self, key: str, size: int) -> None:
+        self._kept_bytes += size - self._sizes.get(key, 0)
+        self._sizes[key] = size
 
     def __setitem__(self, key: str, value: Any) -> None:
         self._cache[key] = value
@@ -126,22 +139,35 @@ class PartitionStore(CachedReads):
                 raw_value = dumps(value)
                 batch.put(raw_key, raw_value)
                 records.append((raw_key, raw_value))
+            if self.keep_bytes:
+                self._sized(key, 0 if value is _GONE else len(raw_value))
         self._db.write(batch)
         self._dirty.clear()
         self._trim_cache()
         return records
 
     def _trim_cache(self) -> None:
-        """After a write: keep at most `keep` cached values, all of them clean."""
+        """After a write: keep at most `keep` cached values and `keep_bytes` of their JSON, the newest
+        loaded, all of them clean."""
+        if self.keep == 0:
+            self._forget()
+            return
         cache = self._cache
         excess = len(cache) - self.keep
-        if excess <= 0:
-            return
-        if self.keep == 0:
-            cache.clear()
-            return
-        for key in list(islice(cache, excess)):
+        evicted = []
+        for key in cache:  # the oldest loaded first, until both bounds hold
+            if excess <= 0 and (not self.keep_bytes or self._kept_bytes <= self.keep_bytes):
+                break
+            evicted.append(key)
+            excess -= 1
+            self._kept_bytes -= self._sizes.pop(key, 0)
+        for key in evicted:
             del cache[key]
+
+    def _forget(self) -> None:
+        self._cache.clear()
+        self._sizes.clear()
+        self._kept_bytes = 0
 
     def changelog_done(self) -> None:
         """The changelog holds the last local write: its list of keys is not needed any more (local only)."""
@@ -149,7 +175,7 @@ class PartitionStore(CachedReads):
 
     def discard_changes(self) -> None:
         self._dirty.clear()
-        self._cache.clear()
+        self._forget()
 
 
 async def start_flush(stores: list) -> list:

@@ -57,6 +57,7 @@ STAGE_BUFFER = 64
 TICK_INTERVAL = 0.2  # seconds: the register ticks every ledger partition at most this often
 TICK_TIMER_INTERVAL = 1.0  # seconds: how often a timer sends the tick the last batches left pending
 LEDGER_CACHE = 4096  # decoded values a ledger partition keeps between batches (its hot suspects and buckets)
+LEDGER_CACHE_BYTES = 2 * 1024 * 1024  # and at most this much of their JSON: the hot suspects are the large records
 MIB = 1024 * 1024
 #: RocksDB's memory per table partition (Faust's defaults are per database: 64 MiB memtables x 3
 #: and a 2 GiB block cache each). The worker's `compat.install` puts every partition under one
@@ -105,7 +106,7 @@ def build_app(settings: Settings, harm: HarmTable) -> tuple[faust.App, Runtime]:
     rt = Runtime(settings, harm,
                  RegisterStage(harm, partitions, lambda p: PartitionStore(tables["register"], p), TICK_INTERVAL,
                                settings.retention_days, scoring_fingerprint(settings)),
-                 LedgerStage(partitions, lambda p: PartitionStore(tables["ledger"], p, keep=LEDGER_CACHE),
+                 LedgerStage(partitions, lambda p: PartitionStore(tables["ledger"], p, LEDGER_CACHE, LEDGER_CACHE_BYTES),
                              settings.top_n, settings.window_days, settings.min_allegations,
                              lists=settings.list_specs),
                  RankerStage(lambda p: PartitionStore(tables["ranker"], p), settings.top_n, settings.list_specs))

@@ -1,4 +1,4 @@
-"""agents.faust_store.PartitionStore over a real RocksDB (rocksdict): its write-back cache and `keep`.
+"""agents.faust_store.PartitionStore over a real RocksDB (rocksdict): its write-back cache, `keep` and `keep_bytes`.
 
 A ledger partition keeps its store from batch to batch, and with `keep` the
 decoded values it read or wrote stay cached after a batch is written. These
@@ -47,9 +47,9 @@ def db(tmp_path):
     d.close()
 
 
-def store_over(db, keep: int = 0) -> PartitionStore:
+def store_over(db, keep: int = 0, keep_bytes: int = 0) -> PartitionStore:
     table = SimpleNamespace(data=SimpleNamespace(_db_for_partition=lambda partition: db))
-    return PartitionStore(table, 0, keep=keep)
+    return PartitionStore(table, 0, keep=keep, keep_bytes=keep_bytes)
 
 
 def on_disk(db, key: str):
@@ -102,6 +102,70 @@ def test_keep_bounds_the_cache_and_drops_the_oldest_loaded(db):
     db.gets.clear()
     assert [store.get(f"k{i}") for i in range(10)] == list(range(10))
     assert db.gets == [f"k{i}".encode() for i in range(7)]  # k7..k9 were kept
+
+
+def json_of(size: int) -> str:
+    """A value whose stored JSON is `size` bytes (a string: two quotes and its characters)."""
+    return "x" * (size - 2)
+
+
+def test_keep_bytes_bounds_the_kept_json_and_drops_the_oldest_loaded(db):
+    seed = store_over(db)
+    for i in range(10):
+        seed[f"k{i}"] = json_of(100)
+    seed._write_local()
+    store = store_over(db, keep=100, keep_bytes=350)
+    for i in range(10):
+        store.get(f"k{i}")
+    store.get("missing")  # a missing key is kept as such, at no bytes
+    store._write_local()
+    assert list(store._cache) == ["k7", "k8", "k9", "missing"]
+    db.gets.clear()
+    assert [store.get(f"k{i}") for i in range(10)] == [json_of(100)] * 10
+    assert store.get("missing") is None
+    assert db.gets == [f"k{i}".encode() for i in range(7)]  # k7..k9 and the missing key were kept
+
+
+def test_keep_bytes_counts_a_value_at_its_size_when_last_written(db):
+    store = store_over(db, keep=100, keep_bytes=1000)
+    store["a"], store["b"] = json_of(10), json_of(10)
+    store._write_local()
+    store["a"] = json_of(900)  # grows in place: 910 bytes kept, within the bound
+    store._write_local()
+    assert list(store._cache) == ["a", "b"]
+    store["c"] = json_of(200)  # 1,110 bytes: the oldest, a, goes; b and c (210 bytes) stay
+    store._write_local()
+    assert list(store._cache) == ["b", "c"]
+    del store["c"]  # a deleted key weighs nothing
+    store["d"] = json_of(780)  # 10 + 0 + 780
+    store._write_local()
+    assert list(store._cache) == ["b", "c", "d"]
+    db.gets.clear()
+    assert (store.get("b"), store.get("c"), store.get("d")) == (json_of(10), None, json_of(780))
+    assert db.gets == []
+    assert store.get("a") == json_of(900) and db.gets == [b"a"]
+
+
+def test_keep_bytes_holds_with_the_count_bound_and_after_a_discarded_batch(db):
+    seed = store_over(db)
+    for i in range(6):
+        seed[f"k{i}"] = json_of(10)
+    seed._write_local()
+    store = store_over(db, keep=2, keep_bytes=1000)
+    for i in range(6):
+        store.get(f"k{i}")
+    store._write_local()
+    assert list(store._cache) == ["k4", "k5"]  # the count binds first
+    store["k4"] = json_of(990)
+    store.discard_changes()  # the batch failed: nothing kept, the tally too
+    for i in range(6):
+        store.get(f"k{i}")
+    store["k0"] = json_of(600)
+    store._write_local()
+    assert list(store._cache) == ["k4", "k5"]  # count first; then 20 bytes, far below the bound
+    store["k5"] = json_of(995)  # 1,005 bytes: k4 goes, though the count holds
+    store._write_local()
+    assert list(store._cache) == ["k5"]
 
 
 def test_scan_after_writes_with_keep_agrees_with_the_database(db):
@@ -158,7 +222,7 @@ def test_scan_in_a_batch_merges_its_changes_in_key_order(db, seed):
     rng = random.Random(seed)
     names = [f"p:{c}{i}" for c in "aé€z" for i in range(6)] + ["o:other", "q:after"]
     state: dict = {}
-    store = store_over(db, keep=rng.choice([0, 5]))
+    store = store_over(db, keep=rng.choice([0, 5]), keep_bytes=rng.choice([0, 40]))
     for _batch in range(3):
         for _ in range(rng.randint(0, 12)):
             key = rng.choice(names)
