@@ -104,16 +104,21 @@ def test_keep_bounds_the_cache_and_drops_the_oldest_loaded(db):
     assert db.gets == [f"k{i}".encode() for i in range(7)]  # k7..k9 were kept
 
 
+def written(db, values: dict) -> None:
+    """Have the database hold `values`, written through a store of their own."""
+    seed = store_over(db)
+    for key, value in values.items():
+        seed[key] = value
+    seed._write_local()
+
+
 def json_of(size: int) -> str:
     """A value whose stored JSON is `size` bytes (a string: two quotes and its characters)."""
     return "x" * (size - 2)
 
 
 def test_keep_bytes_bounds_the_kept_json_and_drops_the_oldest_loaded(db):
-    seed = store_over(db)
-    for i in range(10):
-        seed[f"k{i}"] = json_of(100)
-    seed._write_local()
+    written(db, {f"k{i}": json_of(100) for i in range(10)})
     store = store_over(db, keep=100, keep_bytes=350)
     for i in range(10):
         store.get(f"k{i}")
@@ -147,10 +152,7 @@ def test_keep_bytes_counts_a_value_at_its_size_when_last_written(db):
 
 
 def test_keep_bytes_holds_with_the_count_bound_and_after_a_discarded_batch(db):
-    seed = store_over(db)
-    for i in range(6):
-        seed[f"k{i}"] = json_of(10)
-    seed._write_local()
+    written(db, {f"k{i}": json_of(10) for i in range(6)})
     store = store_over(db, keep=2, keep_bytes=1000)
     for i in range(6):
         store.get(f"k{i}")
