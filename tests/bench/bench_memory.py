@@ -16,7 +16,8 @@ HARMRANK_PROCESSES, one per core by default); RSS is the sum of VmRSS then. ``--
 With ``--restart``, each replay's worker is stopped and started again on its data, and a
 report is published for each ledger partition, about a suspect of the feed: each partition
 then rebuilds its books from every suspect it stores. Its peak RSS is read once ``/suspects``
-shows every one of those reports. The ranking is not compared (``bench_scale`` and ``bench_peer`` do that); nothing is asserted.
+shows every one of those reports.
+The ranking is not compared (``bench_scale`` and ``bench_peer`` do that); nothing is asserted.
 The worker, the broker and this script share the machine's cores.
 """
 from __future__ import annotations
@@ -153,7 +154,8 @@ def run(events: int, pool: int, partitions: int, restart: bool = False) -> dict:
         t0 = time.monotonic()
         lines, named = feed_of(tmp / "feed.jsonl", events, pool)
         feed_s = time.monotonic() - t0
-        return {"lines": lines, "named": named, "feed_s": feed_s, **replay(tmp / "feed.jsonl", lines, partitions, tmp, restart)}
+        return {"lines": lines, "named": named, "feed_s": feed_s,
+                **replay(tmp / "feed.jsonl", lines, partitions, tmp, restart)}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
