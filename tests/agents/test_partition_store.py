@@ -89,11 +89,16 @@ def test_with_keep_a_hot_key_is_read_once_and_stays_what_the_database_holds(db):
     assert db.gets == []  # every value came from the cache: written through it, never read back
 
 
-def test_keep_bounds_the_cache_and_drops_the_oldest_loaded(db):
+def written(db, values: dict) -> None:
+    """Have the database hold `values`, written through a store of their own."""
     seed = store_over(db)
-    for i in range(10):
-        seed[f"k{i}"] = i
+    for key, value in values.items():
+        seed[key] = value
     seed._write_local()
+
+
+def test_keep_bounds_the_cache_and_drops_the_oldest_loaded(db):
+    written(db, {f"k{i}": i for i in range(10)})
     store = store_over(db, keep=3)
     for i in range(10):
         assert store.get(f"k{i}") == i
@@ -102,14 +107,6 @@ def test_keep_bounds_the_cache_and_drops_the_oldest_loaded(db):
     db.gets.clear()
     assert [store.get(f"k{i}") for i in range(10)] == list(range(10))
     assert db.gets == [f"k{i}".encode() for i in range(7)]  # k7..k9 were kept
-
-
-def written(db, values: dict) -> None:
-    """Have the database hold `values`, written through a store of their own."""
-    seed = store_over(db)
-    for key, value in values.items():
-        seed[key] = value
-    seed._write_local()
 
 
 def json_of(size: int) -> str:
