@@ -3,7 +3,8 @@
 `install(settings, stage_topics)` puts in the work-arounds that apply, in one
 call before the worker starts: Faust's direct message drain, its seek of
 uncommitted partitions, one RocksDB memory budget for every table partition and
-its tables' start without a one-second wait always; the tansu end-offset and fetch-wait fixes only
+its tables' start without a one-second wait and an assignor that keeps each process on its
+partitions across a restart always; the tansu end-offset and fetch-wait fixes only
 for the local broker (`tansu_offsets.is_local_tansu`). The worker reaches
 Faust's private parts only through the functions of `faust_private`. One more is
 not installed but registered by the topology, a timer: `faust_stalls` reads a
@@ -14,7 +15,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Mapping, Optional
 
-from . import faust_drain, faust_rocksdb_memory, faust_seek, faust_tables_start, tansu_fetch, tansu_offsets
+from . import (faust_drain, faust_rocksdb_memory, faust_seek, faust_sticky, faust_tables_start, tansu_fetch,
+               tansu_offsets)
 from .faust_private import aiokafka_producer, held_partitions, owner_url, partition_db, route_request
 
 __all__ = ["aiokafka_producer", "held_partitions", "install", "owner_url", "partition_db", "route_request",
@@ -36,9 +38,10 @@ def install(settings: Any, stage_topics: Iterable[str], environ: Optional[Mappin
     fetch_wait_ms = tansu_fetch.wait_from_env(environ)  # checked even when unused: a typo is said at once
     installed = ["faust direct drain", "faust seek of uncommitted partitions",
                  "one RocksDB block cache and write-buffer manager for every table partition",
-                 "faust tables started without a wait"]
+                 "faust tables started without a wait", "partition assignment kept across restarts"]
     faust_drain.install()
     faust_tables_start.install()
+    faust_sticky.install()
     faust_seek.install(stage_topics)
     faust_rocksdb_memory.install()
     if local:
@@ -54,5 +57,6 @@ def uninstall() -> None:
     faust_seek.uninstall()
     faust_rocksdb_memory.uninstall()
     faust_tables_start.uninstall()
+    faust_sticky.uninstall()
     tansu_offsets.uninstall()
     tansu_fetch.uninstall()

@@ -96,3 +96,49 @@ def test_two_processes_rank_as_the_batch_and_survive_a_kill_minus_9_of_each(own_
     assert worker.proc.wait(timeout=60) == 0, worker.log_tail()
     for pid in children:
         assert not os.path.exists(f"/proc/{pid}") or "zombie" in open(f"/proc/{pid}/status").read().lower()
+
+
+def _saved_deal(worker) -> list:
+    """What each child holds, by its saved assignment: [{topic: partitions}] in child order, empty topics left out."""
+    from agents.compat.faust_sticky import ASSIGNMENT_FILE
+
+    paths = [worker.data_dir / f"p{i}" / "v1" / ASSIGNMENT_FILE for i in range(2)]
+    return [{t: p for t, p in json.loads(path.read_text())["actives"].items() if p} for path in paths]
+
+
+def _restarted(worker, deal: list) -> list:
+    """kill -9 the whole group; write `deal` as the children's saved assignments; start again.
+
+    Returns the deal the children saved once ready (every child saves each assignment it gets)."""
+    from agents.compat.faust_sticky import ASSIGNMENT_FILE, save
+
+    worker.kill9()
+    for i, held in enumerate(deal):
+        save(worker.data_dir / f"p{i}" / "v1" / ASSIGNMENT_FILE, held, {})
+    written = time.time()
+    worker.start()
+    worker.wait_ready(timeout=120)
+    paths = [worker.data_dir / f"p{i}" / "v1" for i in range(2)]
+    _wait(lambda: all((p / ASSIGNMENT_FILE).stat().st_mtime > written for p in paths), "both assignments saved",
+          worker)
+    return _saved_deal(worker)
+
+
+def test_a_kill_minus_9_of_the_whole_group_keeps_each_process_on_what_it_held(own_broker, workers, tmp_path):
+    """Each child claims, at its first join, the partitions its data directory held (agents/compat/faust_sticky):
+    the same deal after a restart, and the other child's after the saved deals are swapped, which moves every
+    partition and still ranks as the batch does."""
+    feed = write_feed(tmp_path / "feed.jsonl", generate(seed=303, events=3000, invalid_rate=0.005))
+    expected = batch_rank(feed)
+    worker = workers(own_broker, partitions=4, processes=2).start()
+    worker.wait_ready()
+    publish_file(own_broker, feed)
+    worker.wait_ranking_equals(expected)
+    deal = _saved_deal(worker)
+    assert deal[0] and deal[1] and all(set(deal[0][t]).isdisjoint(deal[1].get(t, [])) for t in deal[0])
+
+    assert _restarted(worker, deal) == deal
+    worker.wait_ranking_equals(expected)
+    swapped = [deal[1], deal[0]]
+    assert _restarted(worker, swapped) == swapped
+    worker.wait_ranking_equals(expected)

@@ -5,7 +5,8 @@ import pytest
 from faust.transport.consumer import Consumer
 
 from agents import compat
-from agents.compat import faust_drain, faust_rocksdb_memory, faust_seek, faust_tables_start, tansu_fetch, tansu_offsets
+from agents.compat import (faust_drain, faust_rocksdb_memory, faust_seek, faust_sticky, faust_tables_start, tansu_fetch,
+                           tansu_offsets)
 from agents.settings import Settings
 
 
@@ -20,15 +21,15 @@ def test_a_loopback_broker_gets_every_work_around():
     names = compat.install(Settings(broker="kafka://127.0.0.1:9092"), ["stage-a"], environ={})
     assert faust_drain.is_installed() and faust_seek.is_installed() and faust_rocksdb_memory.is_installed()
     assert tansu_offsets.is_installed() and tansu_fetch.is_installed()
-    assert faust_tables_start.is_installed()
+    assert faust_tables_start.is_installed() and faust_sticky.is_installed()
     assert tansu_fetch.current_wait_ms() == tansu_fetch.WORKER_FETCH_WAIT_MS
-    assert len(names) == 6
+    assert len(names) == 7
 
 
 def test_a_remote_broker_gets_only_the_faust_ones():
     compat.install(Settings(broker="kafka://kafka.example:9092"), ["stage-a"], environ={})
     assert faust_drain.is_installed() and faust_seek.is_installed() and faust_rocksdb_memory.is_installed()
-    assert faust_tables_start.is_installed()
+    assert faust_tables_start.is_installed() and faust_sticky.is_installed()
     assert not tansu_offsets.is_installed() and not tansu_fetch.is_installed()
 
 
@@ -40,13 +41,14 @@ def test_a_bad_variable_is_refused_before_anything_is_installed():
         compat.install(Settings(), ["stage-a"], environ={"HARMRANK_TANSU_FIX": "maybe"})
     assert Consumer._drain_messages is original and not faust_seek.is_installed()
     assert not faust_rocksdb_memory.is_installed() and not faust_tables_start.is_installed()
+    assert not faust_sticky.is_installed()
 
 
 def test_uninstall_undoes_everything():
     compat.install(Settings(), ["stage-a"], environ={"HARMRANK_TANSU_FIX": "1"})
     compat.uninstall()
-    assert not any(m.is_installed() for m in (faust_drain, faust_seek, faust_rocksdb_memory, faust_tables_start, tansu_offsets,
-                                            tansu_fetch))
+    assert not any(m.is_installed() for m in (faust_drain, faust_seek, faust_rocksdb_memory, faust_sticky,
+                                              faust_tables_start, tansu_offsets, tansu_fetch))
 
 
 def test_the_end_offset_fix_reads_the_broker_with_the_security_settings():
