@@ -73,12 +73,7 @@ def measured(child, **figures) -> dict:
 
 def publish(broker, path: Path, tmp: Path, lines: int) -> float:
     t0 = time.monotonic()
-    pub = bs.run_cli(["publish", str(path)], bs.clean_env(broker=broker.url), tmp / "publish.log")
-    try:
-        if pub.proc.wait(timeout=max(600, lines / 50)) != 0:
-            raise bs.BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
-    finally:
-        pub.stop(grace=10)
+    bs.publish_feed(broker, path, tmp / "publish.log", lines)
     return time.monotonic() - t0
 
 

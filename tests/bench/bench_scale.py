@@ -37,10 +37,7 @@ def run(workers: int, events: int, partitions: int) -> dict:
         lines, _, _ = bs.write_feed(feed, generate(seed=1, events=events, **span))
         rank = bs.run_cli(["rank", str(feed), "--json"], bs.clean_env(), tmp / "rank.out")
         children.append(rank)
-        pub = bs.run_cli(["publish", str(feed)], bs.clean_env(broker=broker.url), tmp / "publish.log")
-        children.append(pub)
-        if pub.proc.wait(timeout=max(600, lines / 50)) != 0:
-            raise bs.BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
+        bs.publish_feed(broker, feed, tmp / "publish.log", lines)
         if rank.proc.wait(timeout=max(600, lines / 20)) != 0:
             raise bs.BenchError(f"harmrank rank exited {rank.proc.returncode}:\n{rank.tail()}")
         expected = bs.ranking_json(tmp / "rank.out")

@@ -1018,6 +1018,19 @@ def run_cli(args: list, env: dict, log: Path) -> Child:
     return Child(args[0], [sys.executable, "-m", "agents.cli", *map(str, args)], env, log)
 
 
+def publish_feed(broker, feed: Path, log: Path, lines: int) -> Child:
+    """`harmrank publish` of ``feed`` (``lines`` long) to ``broker``, waited for; BenchError if it fails.
+
+    Returns the exited child, for its log; its process group is stopped whatever happens."""
+    pub = run_cli(["publish", str(feed)], clean_env(broker=broker.url), log)
+    try:
+        if pub.proc.wait(timeout=max(600, lines / 50)) != 0:
+            raise BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
+    finally:
+        pub.stop(grace=10)
+    return pub
+
+
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     """The flags, checked; ``worker_settings`` holds the --worker-setting pairs as {name: value}."""
     p = argparse.ArgumentParser(prog="python -m tests.bench.bench_stream", description=__doc__.split("\n\n")[0])
@@ -1104,10 +1117,7 @@ def publish_and_rank(run: BenchRun, feed: FirstFeed) -> list:
     rank = run_cli(["rank", str(feed.path), "--json"], clean_env(), tmp / "rank.out")
     CHILDREN.append(rank)
     t_pub = time.monotonic()
-    pub = run_cli(["publish", str(feed.path)], clean_env(broker=run.broker.url), tmp / "publish.log")
-    CHILDREN.append(pub)
-    if pub.proc.wait(timeout=max(600, feed.lines / 50)) != 0:
-        raise BenchError(f"harmrank publish exited {pub.proc.returncode}:\n{pub.tail()}")
+    pub = publish_feed(run.broker, feed.path, tmp / "publish.log", feed.lines)
     pub_elapsed = time.monotonic() - t_pub
     say_publish(pub.tail(2000), pub_elapsed, run.summary)
     if rank.proc.wait(timeout=max(600, feed.lines / 20)) != 0:
