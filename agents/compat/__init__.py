@@ -4,8 +4,8 @@
 call before the worker starts: Faust's direct message drain, its seek of
 uncommitted partitions, one RocksDB memory budget for every table partition and
 its tables' start without a one-second wait and an assignor that keeps each process on its
-partitions across a restart always; the tansu end-offset and fetch-wait fixes only
-for the local broker (`tansu_offsets.is_local_tansu`). The worker reaches
+partitions across a restart always; the tansu end-offset, fetch-wait and group member id
+fixes only for the local broker (`tansu_offsets.is_local_tansu`). The worker reaches
 Faust's private parts only through the functions of `faust_private`. One more is
 not installed but registered by the topology, a timer: `faust_stalls` reads a
 stage partition again when Faust dropped its last messages in a rebalance.
@@ -16,7 +16,7 @@ import logging
 from typing import Any, Iterable, Mapping, Optional
 
 from . import (faust_drain, faust_rocksdb_memory, faust_seek, faust_sticky, faust_tables_start, tansu_fetch,
-               tansu_offsets)
+               tansu_member_id, tansu_offsets)
 from .faust_private import aiokafka_producer, held_partitions, owner_url, partition_db, route_request
 
 __all__ = ["aiokafka_producer", "held_partitions", "install", "owner_url", "partition_db", "route_request",
@@ -47,7 +47,9 @@ def install(settings: Any, stage_topics: Iterable[str], environ: Optional[Mappin
     if local:
         tansu_offsets.install_tansu_end_offset_fix(aiokafka_kwargs(settings))
         tansu_fetch.install_fetch_wait(fetch_wait_ms)
-        installed += ["tansu end offsets from the fetch high watermark", f"tansu fetch wait {fetch_wait_ms} ms"]
+        tansu_member_id.install(settings.data_dir)
+        installed += ["tansu end offsets from the fetch high watermark", f"tansu fetch wait {fetch_wait_ms} ms",
+                      "tansu groups rejoined under the last member id"]
     return installed
 
 
@@ -60,3 +62,4 @@ def uninstall() -> None:
     faust_sticky.uninstall()
     tansu_offsets.uninstall()
     tansu_fetch.uninstall()
+    tansu_member_id.uninstall()
