@@ -7,7 +7,7 @@ claims where it can. A process that starts claims nothing, so when every worker
 process restarts together (a deploy, a machine reboot, a kill -9 of the group)
 the partitions are dealt afresh and may land on a process whose data directory
 does not hold them, which then recovers every table of them from the changelogs
-(minutes at a million suspects; docs/PERFORMANCE.md).
+(the cost of that is in docs/PERFORMANCE.md).
 
 `install()` makes each process remember: every assignment it receives is saved to
 `ASSIGNMENT_FILE` in the app's versioned data directory (removed with the state

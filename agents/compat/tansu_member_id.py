@@ -6,9 +6,9 @@ group/administrator.rs) can remove the leader without forgetting that it led:
 `Forming::leave` drops the member but keeps `state.leader`, and `Forming::join`
 elects a leader only when there is none. Members that join afterwards under new
 ids are told a leader that is gone; none of them gets the member list, their
-SyncGroup fails after 4.8 s and they join again, 8 s a round, until a race inside
-tansu reloads the group (1 to 15 rounds measured: docs/PERFORMANCE.md). After a
-kill -9 the old members stay until their session expires, which costs one round.
+SyncGroup fails (after 0.8 of the session timeout) and they join again, round
+after round, until a race inside tansu reloads the group (docs/PERFORMANCE.md).
+After a kill -9 the old members stay until their session expires: one round more.
 
 `install(directory)` makes every aiokafka group member of this process save the
 member id of each join it completes (`member-id-<group>` in `directory`, the
