@@ -32,7 +32,6 @@ FILE_PREFIX = "member-id-"
 #: Longer than any member id a broker hands out (aiokafka's are about 50 characters).
 MAX_LENGTH = 255
 
-_directory: Optional[Path] = None
 _originals: Optional[tuple] = None
 
 
@@ -68,16 +67,17 @@ def save_member_id(path: Path, member_id: str) -> None:
 
 def install(directory: Path) -> bool:
     """Reuse and save each group's member id in `directory`; False if already installed."""
-    global _directory, _originals
+    global _originals
     from aiokafka.consumer.group_coordinator import GroupCoordinator
 
     if _originals is not None:
         return False
+    home = Path(directory)
     original_init, original_join_complete = GroupCoordinator.__init__, GroupCoordinator._on_join_complete
 
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)  # the coordination task starts later, at the first await
-        self._harmrank_member_id_path = member_id_path(_directory, self.group_id)
+        self._harmrank_member_id_path = member_id_path(home, self.group_id)
         saved = saved_member_id(self._harmrank_member_id_path)
         if saved is not None:
             self.member_id = saved
@@ -88,7 +88,7 @@ def install(directory: Path) -> bool:
             save_member_id(path, member_id)
         return await original_join_complete(self, generation, member_id, protocol, assignment)
 
-    _directory, _originals = Path(directory), (original_init, original_join_complete)
+    _originals = (original_init, original_join_complete)
     GroupCoordinator.__init__ = __init__  # type: ignore[method-assign]
     GroupCoordinator._on_join_complete = _on_join_complete  # type: ignore[method-assign]
     return True
@@ -96,12 +96,12 @@ def install(directory: Path) -> bool:
 
 def uninstall() -> None:
     """Undo :func:`install` (for tests)."""
-    global _directory, _originals
+    global _originals
     from aiokafka.consumer.group_coordinator import GroupCoordinator
 
     if _originals is not None:
         GroupCoordinator.__init__, GroupCoordinator._on_join_complete = _originals  # type: ignore[method-assign]
-        _directory, _originals = None, None
+        _originals = None
 
 
 def is_installed() -> bool:
