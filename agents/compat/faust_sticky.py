@@ -1,4 +1,4 @@
-"""Faust's partition assignor, sticky across a restart of the whole group.
+"""Faust's partition assignor, sticky across restarts: each process claims its home partitions.
 
 Faust's assignor (faust-streaming 0.15.3, faust/assignor) keeps a partition with
 the member that says it holds it: each member sends its current assignment
@@ -9,13 +9,17 @@ the partitions are dealt afresh and may land on a process whose data directory
 does not hold them, which then recovers every table of them from the changelogs
 (the cost of that is in docs/PERFORMANCE.md).
 
-`install()` makes each process remember: every assignment it receives is saved to
-`ASSIGNMENT_FILE` in the app's versioned data directory (removed with the state
-when the broker's epoch changes, agents/epoch.py), and the first join of a process
-claims what that file names. A claim is only a preference: the leader still
-balances, and settles two processes claiming one partition, as after a moved
-partition's old owner comes back (faust/assignor/copartitioned_assignor.py).
-A file that cannot be read or does not hold an assignment is logged and ignored.
+`install()` makes each process remember its home: the partitions it was last dealt,
+less any it took over from a member that left (an assignment that holds all of the
+home and more leaves the home as it was). The home is saved in `ASSIGNMENT_FILE`
+in the app's versioned data directory (removed with the state when the broker's
+epoch changes, agents/epoch.py), read at the process's first join, and is what
+the process claims at every join. So after a restart of the whole group each
+process gets its partitions back, and after one process was away long enough for
+another to take its partitions, both go home. A claim is only a preference: the
+leader still balances, and settles two processes claiming one partition
+(faust/assignor/copartitioned_assignor.py). A file that cannot be read or does
+not hold an assignment is logged and ignored.
 """
 from __future__ import annotations
 
@@ -36,33 +40,27 @@ def assignment_path(app: Any) -> Path:
     return Path(app.conf.appdir) / ASSIGNMENT_FILE
 
 
-def save(path: Path, actives: dict, standbys: dict) -> None:
-    """Write an assignment (topic: partitions) whole: a crash leaves the old file or the new one."""
+def save(path: Path, home: dict) -> None:
+    """Write a home (topic: partitions) whole: a crash leaves the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps({"actives": actives, "standbys": standbys}, sort_keys=True))
+    temporary.write_text(json.dumps({"actives": home}, sort_keys=True))
     os.replace(temporary, path)
 
 
-def _partitions_of(value: Any, partitions: int) -> dict:
-    """{topic: sorted partitions below `partitions`} from a saved mapping; ValueError if it is not one."""
-    if not isinstance(value, dict):
-        raise ValueError("not a mapping of topics")
-    kept = {}
-    for topic, numbers in value.items():
-        if not isinstance(numbers, list) or not all(type(n) is int for n in numbers):
-            raise ValueError(f"the partitions of {topic!r} are not a list of integers")
-        kept[topic] = sorted({n for n in numbers if 0 <= n < partitions})
-    return kept
-
-
-def load(path: Path, partitions: int) -> Optional[tuple]:
-    """(actives, standbys) saved at `path`, without partitions that no topic of the app has; None if none."""
+def load(path: Path, partitions: int) -> Optional[dict]:
+    """The home saved at `path`, without partitions that no topic of the app has; None if none."""
     try:
         saved = json.loads(path.read_text())
-        if not isinstance(saved, dict):
+        home = saved.get("actives") if isinstance(saved, dict) else None
+        if not isinstance(home, dict):
             raise ValueError("not an assignment")
-        return _partitions_of(saved.get("actives"), partitions), _partitions_of(saved.get("standbys", {}), partitions)
+        kept = {}
+        for topic, numbers in home.items():
+            if not isinstance(numbers, list) or not all(type(n) is int for n in numbers):
+                raise ValueError(f"the partitions of {topic!r} are not a list of integers")
+            kept[topic] = sorted({n for n in numbers if 0 <= n < partitions})
+        return kept
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
@@ -70,26 +68,31 @@ def load(path: Path, partitions: int) -> Optional[tuple]:
         return None
 
 
-def _claim_saved(assignor: Any) -> None:
-    """Once per process, before its first join: claim the saved assignment if Faust holds none."""
-    if getattr(assignor, "_harmrank_claimed", False):
-        return
-    assignor._harmrank_claimed = True
-    from faust.assignor.client_assignment import ClientAssignment
+def next_home(home: Optional[dict], dealt: dict) -> dict:
+    """The home after an assignment of `dealt`: unchanged if `dealt` holds all of it and more (partitions
+    taken over from a member that left), else what was dealt."""
+    dealt = {topic: sorted(parts) for topic, parts in dealt.items()}
+    if home is not None and any(set(parts) - set(home.get(topic, ())) for topic, parts in dealt.items()) \
+            and all(set(parts) <= set(dealt.get(topic, ())) for topic, parts in home.items()):
+        return home
+    return dealt
 
-    current = assignor._assignment
-    if current.actives or current.standbys:
-        return
-    saved = load(assignment_path(assignor.app), assignor.app.conf.topic_partitions)
-    if saved is not None:
-        assignor._assignment = ClientAssignment(actives=saved[0], standbys=saved[1])
-        log.info("claiming the partitions this process held before it stopped: %s",
-                 ", ".join(f"{topic} {parts}" for topic, parts in sorted(saved[0].items()) if parts) or "none")
+
+def _home(assignor: Any) -> Optional[dict]:
+    """This process's home; at the first call, the saved one (None when there is none)."""
+    if not hasattr(assignor, "_harmrank_home"):
+        assignor._harmrank_home = load(assignment_path(assignor.app), assignor.app.conf.topic_partitions)
+        if assignor._harmrank_home is not None:
+            log.info("claiming the partitions this process held before it stopped: %s", ", ".join(
+                f"{topic} {parts}" for topic, parts in sorted(assignor._harmrank_home.items()) if parts) or "none")
+    return assignor._harmrank_home
 
 
 def install() -> bool:
-    """Save every assignment and claim the saved one at the first join; False if already installed."""
+    """Claim the home at every join and keep it after every assignment; False if already installed."""
     global _originals
+    from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
+    from faust.assignor.client_assignment import ClientAssignment
     from faust.assignor.partition_assignor import PartitionAssignor
 
     if _originals is not None:
@@ -97,14 +100,19 @@ def install() -> bool:
     original_metadata, original_on_assignment = PartitionAssignor.metadata, PartitionAssignor.on_assignment
 
     def metadata(self: Any, topics: Any) -> Any:
-        _claim_saved(self)
-        return original_metadata(self, topics)
+        """Faust's join metadata with the home as the claim; Faust's own assignment stays as it is."""
+        home = _home(self)
+        if home is None:
+            return original_metadata(self, topics)
+        claim = self._metadata  # a new ClientMetadata at each read
+        claim.assignment = ClientAssignment(actives=home, standbys=self._assignment.standbys)
+        return ConsumerProtocolMemberMetadata(self.version, list(topics), claim.dumps())
 
     def on_assignment(self: Any, assignment: Any) -> None:
         original_on_assignment(self, assignment)
-        self._harmrank_claimed = True
+        self._harmrank_home = next_home(_home(self), self._assignment.actives)
         try:
-            save(assignment_path(self.app), self._assignment.actives, self._assignment.standbys)
+            save(assignment_path(self.app), self._harmrank_home)
         except OSError as exc:  # a lost preference, never a lost partition: the worker goes on
             log.warning("the partition assignment was not saved (%s): a restart may move partitions", exc)
 

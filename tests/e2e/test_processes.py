@@ -114,7 +114,7 @@ def _restarted(worker, deal: list) -> list:
 
     worker.kill9()
     for i, held in enumerate(deal):
-        save(worker.data_dir / f"p{i}" / "v1" / ASSIGNMENT_FILE, held, {})
+        save(worker.data_dir / f"p{i}" / "v1" / ASSIGNMENT_FILE, held)
     written = time.time()
     worker.start()
     worker.wait_ready(timeout=120)

@@ -83,7 +83,7 @@ def _restart(tmp_path, deal: list, order: tuple = (0, 1)) -> list:
     returns what each directory's process holds, in directory order."""
     dirs = [tmp_path / "p0", tmp_path / "p1"]
     for d, held in zip(dirs, deal):
-        faust_sticky.save(d / "v1" / faust_sticky.ASSIGNMENT_FILE, held, {})
+        faust_sticky.save(d / "v1" / faust_sticky.ASSIGNMENT_FILE, held)
     got = _rebalance([_app(dirs[i], i) for i in order])
     return [got[order.index(i)] for i in range(2)]
 
@@ -106,13 +106,49 @@ def test_without_the_work_around_the_saved_deal_changes_nothing(tmp_path):
     assert sum(d == deal for d, deal in zip(dealt, DEALS)) == 1  # so five of the six deals move partitions
 
 
+@pytest.mark.parametrize("back_first", [True, False])
+def test_a_process_away_long_enough_to_lose_its_partitions_gets_them_back(tmp_path, back_first):
+    """One process stops; the other takes its partitions; when it comes back, each goes home, in either
+    join order (Faust's own claims of what each holds now settle the double claims by join order)."""
+    assert faust_sticky.install()
+    away, stays = _app(tmp_path / "p0", 0), _app(tmp_path / "p1", 1)
+    homes = _rebalance([away, stays])
+    assert _rebalance([stays]) == [{t: list(range(c)) for t, c in TOPICS.items()}]
+    back = _app(tmp_path / "p0", 0)
+    held = _rebalance([back, stays]) if back_first else _rebalance([stays, back])[::-1]
+    assert held == homes
+
+
+def test_a_new_process_gets_what_the_others_took_over(tmp_path):
+    assert faust_sticky.install()
+    gone, stays = _app(tmp_path / "p0", 0), _app(tmp_path / "p1", 1)
+    homes = _rebalance([gone, stays])
+    _rebalance([stays])
+    held = _rebalance([stays, _app(tmp_path / "new", 2)])
+    assert _is_a_whole_deal(held)
+    assert (held[0][STAGE], held[1][STAGE]) == (homes[1][STAGE], homes[0][STAGE])  # one-partition topics: either
+
+
+@pytest.mark.parametrize("home, dealt, expected", [
+    (None, {STAGE: [1, 3]}, {STAGE: [1, 3]}),                           # the first deal
+    ({STAGE: [1, 3]}, {STAGE: [0, 1, 2, 3]}, {STAGE: [1, 3]}),          # took over a leaver's: home stays
+    ({STAGE: [1, 3], SINGLE: []}, {STAGE: [1, 3], SINGLE: [0]}, {STAGE: [1, 3], SINGLE: []}),
+    ({STAGE: [0, 1, 2, 3]}, {STAGE: [2, 3]}, {STAGE: [2, 3]}),          # gave some to a newcomer
+    ({STAGE: [1, 3]}, {STAGE: [1, 2]}, {STAGE: [1, 2]}),                # another deal
+    ({STAGE: [1, 3]}, {STAGE: [3, 1]}, {STAGE: [1, 3]}),                # the same deal
+    ({STAGE: []}, {STAGE: [2]}, {STAGE: []}),                           # held nothing; took over one
+])
+def test_the_home_after_a_deal(home, dealt, expected):
+    assert faust_sticky.next_home(home, dealt) == expected
+
+
 def test_two_processes_claiming_one_partition_are_settled_and_the_deal_stays_whole(tmp_path):
     """After a moved partition's old owner comes back, both files name it: one process gets it."""
     assert faust_sticky.install()
     dirs = [tmp_path / "p0", tmp_path / "p1"]
     everything = {t: list(range(c)) for t, c in TOPICS.items()}
     for d in dirs:
-        faust_sticky.save(d / "v1" / faust_sticky.ASSIGNMENT_FILE, everything, {})
+        faust_sticky.save(d / "v1" / faust_sticky.ASSIGNMENT_FILE, everything)
     held = _rebalance([_app(d, i) for i, d in enumerate(dirs)])
     assert _is_a_whole_deal(held)
     assert all(len(h.get(STAGE, [])) == PARTITIONS // 2 for h in held)
@@ -122,7 +158,7 @@ def test_a_claim_is_only_what_the_app_has_now(tmp_path):
     """Partitions beyond the topics' count, and topics the app no longer reads, claim nothing."""
     assert faust_sticky.install()
     faust_sticky.save(tmp_path / "v1" / faust_sticky.ASSIGNMENT_FILE,
-                      {STAGE: [0, 1, 2, 3, 7], "gone": [0]}, {})
+                      {STAGE: [0, 1, 2, 3, 7], "gone": [0]})
     held = _rebalance([_app(tmp_path, 0)])
     assert held[0][STAGE] == [0, 1, 2, 3]
     assert "gone" not in held[0]
@@ -152,6 +188,25 @@ def test_no_file_claims_nothing_and_a_failed_save_stops_nothing(tmp_path, caplog
     assert held[0][STAGE] == list(range(PARTITIONS))
     assert "was not saved" in caplog.text
     assert faust_sticky.load(tmp_path / "absent.json", PARTITIONS) is None
+
+
+def test_faust_s_join_metadata_is_the_one_the_work_around_writes_with_its_own_claim():
+    """A Faust upgrade that changes how a member's join metadata is made fails here, not in a worker."""
+    import inspect
+
+    from faust.assignor.partition_assignor import PartitionAssignor
+
+    body = [line.strip() for line in inspect.getsource(PartitionAssignor.metadata).splitlines()[1:] if line.strip()]
+    assert body == ["return ConsumerProtocolMemberMetadata(", "self.version, list(topics), self._metadata.dumps()", ")"]
+
+
+def test_a_claim_leaves_faust_s_own_assignment_as_it_is(tmp_path):
+    assert faust_sticky.install()
+    app = _app(tmp_path, 0)
+    faust_sticky.save(tmp_path / "v1" / faust_sticky.ASSIGNMENT_FILE, {STAGE: [1]})
+    sent = json.loads(app.assignor.metadata({STAGE}).user_data)
+    assert sent["assignment"]["actives"] == {STAGE: [1]}
+    assert app.assignor._assignment.actives == {} and app.assignor.assigned_actives() == set()
 
 
 def test_install_is_once_and_uninstall_restores_faust():
