@@ -1,4 +1,4 @@
-"""agents.compat.faust_sticky: a group restarted whole deals each process the partitions it held.
+"""agents.compat.faust_sticky: each process is dealt its home partitions, after a restart of the group or of one.
 
 Faust's own assignor runs here as its leader runs it: each member's join metadata
 goes to `PartitionAssignor.assign`, and each member takes its part with
