@@ -29,11 +29,13 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
+from .patching import Patched
+
 log = logging.getLogger("harmrank")
 
 ASSIGNMENT_FILE = "assignment.json"
 
-_originals: Optional[tuple] = None
+_patch = Patched()
 
 
 def assignment_path(app: Any) -> Path:
@@ -90,12 +92,11 @@ def _home(assignor: Any) -> Optional[dict]:
 
 def install() -> bool:
     """Claim the home at every join and keep it after every assignment; False if already installed."""
-    global _originals
     from aiokafka.coordinator.protocol import ConsumerProtocolMemberMetadata
     from faust.assignor.client_assignment import ClientAssignment
     from faust.assignor.partition_assignor import PartitionAssignor
 
-    if _originals is not None:
+    if _patch.active:
         return False
     original_metadata, original_on_assignment = PartitionAssignor.metadata, PartitionAssignor.on_assignment
 
@@ -116,21 +117,14 @@ def install() -> bool:
         except OSError as exc:  # a lost preference, never a lost partition: the worker goes on
             log.warning("the partition assignment was not saved (%s): a restart may move partitions", exc)
 
-    _originals = (original_metadata, original_on_assignment)
-    PartitionAssignor.metadata = metadata  # type: ignore[method-assign]
-    PartitionAssignor.on_assignment = on_assignment  # type: ignore[method-assign]
+    _patch.apply(PartitionAssignor, metadata=metadata, on_assignment=on_assignment)
     return True
 
 
 def uninstall() -> None:
     """Undo :func:`install` (for tests)."""
-    global _originals
-    from faust.assignor.partition_assignor import PartitionAssignor
-
-    if _originals is not None:
-        PartitionAssignor.metadata, PartitionAssignor.on_assignment = _originals  # type: ignore[method-assign]
-        _originals = None
+    _patch.undo()
 
 
 def is_installed() -> bool:
-    return _originals is not None
+    return _patch.active

@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any, Optional
 from urllib.parse import quote
 
+from .patching import Patched
+
 log = logging.getLogger("harmrank")
 
 FILE_PREFIX = "member-id-"
 #: Longer than any member id a broker hands out (aiokafka's are about 50 characters).
 MAX_LENGTH = 255
 
-_originals: Optional[tuple] = None
+_patch = Patched()
 
 
 def member_id_path(directory: Path, group_id: str) -> Path:
@@ -67,10 +69,9 @@ def save_member_id(path: Path, member_id: str) -> None:
 
 def install(directory: Path) -> bool:
     """Reuse and save each group's member id in `directory`; False if already installed."""
-    global _originals
     from aiokafka.consumer.group_coordinator import GroupCoordinator
 
-    if _originals is not None:
+    if _patch.active:
         return False
     home = Path(directory)
     original_init, original_join_complete = GroupCoordinator.__init__, GroupCoordinator._on_join_complete
@@ -88,21 +89,14 @@ def install(directory: Path) -> bool:
             save_member_id(path, member_id)
         return await original_join_complete(self, generation, member_id, protocol, assignment)
 
-    _originals = (original_init, original_join_complete)
-    GroupCoordinator.__init__ = __init__  # type: ignore[method-assign]
-    GroupCoordinator._on_join_complete = _on_join_complete  # type: ignore[method-assign]
+    _patch.apply(GroupCoordinator, __init__=__init__, _on_join_complete=_on_join_complete)
     return True
 
 
 def uninstall() -> None:
     """Undo :func:`install` (for tests)."""
-    global _originals
-    from aiokafka.consumer.group_coordinator import GroupCoordinator
-
-    if _originals is not None:
-        GroupCoordinator.__init__, GroupCoordinator._on_join_complete = _originals  # type: ignore[method-assign]
-        _originals = None
+    _patch.undo()
 
 
 def is_installed() -> bool:
-    return _originals is not None
+    return _patch.active
