@@ -237,6 +237,8 @@ def test_a_kill_between_local_state_and_changelog_loses_nothing_on_another_worke
 
     fresh = workers(own_broker, partitions=4).start()  # an empty data directory: state from the changelogs
     fresh.wait_ready(timeout=120)
+    recovered = fresh.log_tail(10**7)
+    assert "changelogs read in bulk" in recovered and "left to Faust" not in recovered  # compat.faust_bulk_recovery
     fresh.wait_ranking_equals(expected, timeout=120)
     assert _suspects_differ(fresh, result.pipeline) == []
     publish_file(own_broker, tail_feed)
