@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
+from .faust_private import partition_db
 from .patching import Patched
 
 log = logging.getLogger("harmrank")
@@ -63,7 +64,7 @@ def reads_for(recovery: Any, tps, destination: Mapping) -> list:
         done = -1 if done is None else done
         last = recovery.active_highwaters.get(tp)
         if last is not None and last > done:
-            reads.append(Read(tp, store._db_for_partition(tp.partition), store.offset_key, done, last))
+            reads.append(Read(tp, partition_db(table, tp.partition), store.offset_key, done, last))
     return reads
 
 
