@@ -16,17 +16,17 @@ partition), so they decide each one alike.
 Retention (SPEC §9): a report recorded more than `retention_days` before the
 clock is forgotten with the event ids kept on it, and a merge made that long
 ago with its alias and its id. Both are indexed by the hour of their time
-("f:<hour>" buckets), so `advance()` costs what it forgets. A cancelled report
+("f:<hour>" chunks, streams/hourindex.py), so `advance()` costs what it forgets. A cancelled report
 keeps only its mark (recorded_at, cancelled, event ids) until then.
 """
 from __future__ import annotations
 
-from bisect import bisect_left, insort
 from typing import NamedTuple, Optional
 
 from schemas.events import (US_PER_DAY, ReportCancelled, ReportReclassified, ReportRecorded, SuspectLinked,
                             SuspectsMerged, SuspectUnlinked)
 
+from .hourindex import HourIndex
 from .messages import WHY_ADDED, WHY_CORRECTED, WHY_MERGED, Allegation, AllegationUpdate
 from .store import Store
 
@@ -77,7 +77,6 @@ def resolve(store: Store, suspect: str, prefix: str = "al:") -> str:
 
 _tuple_new = tuple.__new__  # a NamedTuple without its Python-level __new__: _tuple_new(Cls, (fields...))
 
-US_PER_HOUR = US_PER_DAY // 24
 CLOCK_KEY = "clock"  # the newest time the register was advanced to
 FORGET_CURSOR_KEY = "f-cursor"  # the last hour whose retention bucket advance() has worked
 
@@ -88,15 +87,15 @@ class Register:
     reports that name him (a list: the suspect -> reports index that a merge rewrites), and
     "e:<event_id>" for every merge applied (merges name no report to remember them on), holding the
     id it made an alias. One key per suspect, so a new report reads and writes it once to resolve
-    and index him. With a retention, "f:<hour>" lists the reports and merges of that hour by time,
-    [[time...], ["r:<crime_ref>" or "e:<event_id>"...]], for `advance()` to forget.
+    and index him. With a retention, "f:<hour>" chunks list the reports and merges of that hour by
+    time, [[time...], ["r:<crime_ref>" or "e:<event_id>"...]], for `advance()` to forget.
     """
 
     def __init__(self, store: Store, harm_table, retention_days: Optional[int] = None):
         self.store = store
         self.harm = harm_table
         self.retention_us = None if retention_days is None else retention_days * US_PER_DAY
-        self._fkey: tuple = (None, None)  # (hour, "f:<hour>") of the last retention bucket written
+        self._hours = HourIndex(store, "f:", FORGET_CURSOR_KEY, 2)  # the retention index
 
     # -- reading -----------------------------------------------------------------
 
@@ -339,28 +338,7 @@ class Register:
         if at < cutoff:
             self._forget(key)
             return
-        store = self.store
-        hour = at // US_PER_HOUR
-        last_hour, bkey = self._fkey
-        if hour != last_hour:
-            bkey = f"f:{hour}"
-            self._fkey = (hour, bkey)
-        bucket = store.get(bkey)
-        if bucket is None:
-            store[bkey] = [[at], [key]]
-            cursor = store.get(FORGET_CURSOR_KEY)
-            if cursor is None or hour < cursor:
-                store[FORGET_CURSOR_KEY] = hour
-            return
-        times, keys = bucket
-        if at > times[-1] or (at == times[-1] and key >= keys[-1]):
-            times.append(at)
-            keys.append(key)
-        else:
-            entries = list(zip(times, keys))
-            insort(entries, (at, key))
-            bucket = [[t for t, _ in entries], [k for _, k in entries]]
-        store[bkey] = bucket
+        self._hours.add((at, key))
 
     def advance(self, as_of: int) -> None:
         """Move the clock forward to `as_of` and forget what has left the retention period."""
@@ -370,27 +348,8 @@ class Register:
         store[CLOCK_KEY] = as_of
         if self.retention_us is None:
             return
-        cursor = store.get(FORGET_CURSOR_KEY)
-        if cursor is None:
-            return
-        cutoff = as_of - self.retention_us
-        last_hour = (cutoff - 1) // US_PER_HOUR  # the hour of the newest time that is due
-        if last_hour < cursor:
-            return
-        for hour in range(cursor, last_hour + 1):
-            bkey = f"f:{hour}"
-            bucket = store.get(bkey)
-            if bucket is None or bucket[0][0] >= cutoff:
-                continue
-            times, keys = bucket
-            split = bisect_left(times, cutoff)
-            for j in range(split):
-                self._forget(keys[j], times[j])
-            if split < len(times):
-                store[bkey] = [times[split:], keys[split:]]
-            else:
-                del store[bkey]
-        store[FORGET_CURSOR_KEY] = last_hour
+        for at, key in self._hours.take_due(as_of - self.retention_us, inclusive=False):
+            self._forget(key, at)
 
     def _forget(self, key: str, at: Optional[int] = None) -> None:
         """Take a report, or a merge and its alias, out of the state (`at`: the time it was indexed at)."""
