@@ -21,7 +21,7 @@ class ExpiryIndex:
         self.hours.add((recorded_at, suspect, crime_ref))
 
     def unindex(self, suspect: str, crime_ref: str, recorded_at: int) -> None:
-        """Take an allegation that leaves before its time (cancel, unlink, merge) out of its bucket."""
+        """Take an allegation that leaves before its time (cancel, unlink, merge) out of its hour."""
         self.hours.remove((recorded_at, suspect, crime_ref))
 
     def due(self, cutoff: int) -> list:

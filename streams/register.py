@@ -16,8 +16,9 @@ partition), so they decide each one alike.
 Retention (SPEC §9): a report recorded more than `retention_days` before the
 clock is forgotten with the event ids kept on it, and a merge made that long
 ago with its alias and its id. Both are indexed by the hour of their time
-("f:<hour>" chunks, streams/hourindex.py), so `advance()` costs what it forgets. A cancelled report
-keeps only its mark (recorded_at, cancelled, event ids) until then.
+("f:<hour>" chunks, streams/hourindex.py), so `advance()` costs what it
+forgets. A cancelled report keeps only its mark (recorded_at, cancelled, event
+ids) until then.
 """
 from __future__ import annotations
 
