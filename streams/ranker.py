@@ -8,6 +8,13 @@ and emits `ranking.exited` events first, then `ranking.entered`, then
 `ranking.updated` for members whose own standing changed, so a consumer that
 applies them in order never holds more than N members. Each exit is kept
 ("h:<suspect>": at, reason, score) for the briefing, HISTORY_DAYS long.
+
+An event's id is a digest of its content, its cause and its place in the list's
+events ("seq": how many the list has emitted before it). Content and cause alone
+can repeat: one report naming two suspects on two ledger partitions may displace
+the same member twice, at one as_of, with him back in between; a consumer that
+drops re-sends by id would then drop a real exit. The place is kept in the store
+with the rest, so a re-sent or replayed event gets the id it had.
 """
 from __future__ import annotations
 
@@ -27,10 +34,11 @@ from .store import Store
 HISTORY_DAYS = 400
 
 
-def output_event_id(body: dict) -> str:
-    """Derived from content (the list included) and cause, so a consumer can drop the re-sends of a restart."""
+def output_event_id(body: dict, seq: int) -> str:
+    """Derived from content (the list included), cause and the event's place in its list's events, so a
+    consumer can drop the re-sends of a restart and no two events of a list share one."""
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+    return hashlib.sha256(f"{seq}:{canonical}".encode()).hexdigest()[:32]
 
 
 def days(cents: int) -> float:
@@ -148,15 +156,23 @@ class Ranker:
                 summary = summary or Summary(0, 0, 0, 0)
                 reason = why if why in LOWERING_WHYS else WHY_DISPLACED
                 store["h:" + suspect] = [as_of_us, reason, summary.score]
-                exits.append(self._event("ranking.exited", suspect, summary, as_of, cause, reason=reason))
+                exits.append(self._body("ranking.exited", suspect, summary, as_of, cause, reason=reason))
         self._touched.clear()
         self._rechecks.clear()
         entries.sort()
         updates.sort()
-        return (exits + [self._event("ranking.entered", s, summ, as_of, cause, rank=rank)
-                         for rank, s, summ, cause in entries]
-                + [self._event("ranking.updated", s, summ, as_of, cause, rank=rank)
-                   for rank, s, summ, cause in updates])
+        bodies = (exits + [self._body("ranking.entered", s, summ, as_of, cause, rank=rank)
+                           for rank, s, summ, cause in entries]
+                  + [self._body("ranking.updated", s, summ, as_of, cause, rank=rank)
+                     for rank, s, summ, cause in updates])
+        return self._numbered(bodies)
+
+    def _numbered(self, bodies: list) -> list[dict]:
+        """The events of `bodies`, each with its id from its place in the list's events ("seq")."""
+        seq = self.store.get("seq", 0)
+        if bodies:
+            self.store["seq"] = seq + len(bodies)
+        return [{"event_id": output_event_id(body, seq + i), **body} for i, body in enumerate(bodies)]
 
     def _forget_old_exits(self, as_of_us: int) -> None:
         """Once a day of the clock: drop the exits older than HISTORY_DAYS (the briefing's history)."""
@@ -169,8 +185,8 @@ class Ranker:
             if at < cutoff:
                 del self.store[key]
 
-    def _event(self, kind: str, suspect: str, summary: Summary, as_of: str, cause: str, rank=None,
-               reason=None) -> dict:
+    def _body(self, kind: str, suspect: str, summary: Summary, as_of: str, cause: str, rank=None,
+              reason=None) -> dict:
         body = {"type": kind, "list": self.name, "suspect_id": suspect}
         if rank is not None:
             body["rank"] = rank
@@ -178,4 +194,4 @@ class Ranker:
             body["reason"] = reason
         body.update(score=days(summary.score), allegations=summary.allegations, victims=summary.victims,
                     as_of=as_of, cause=cause)
-        return {"event_id": output_event_id(body), **body}
+        return body

@@ -35,10 +35,12 @@ def feed(driver: Driver, events: list) -> None:
 
 def members_after(output: list, top_n: int) -> set:
     """Replay entered/exited, dropping re-sent events by event_id: no double entry, never more than N;
-    an update is about a member."""
+    an update is about a member; an event dropped as a re-send would have changed nothing."""
     members, seen = set(), set()
     for ev in output:
         if ev["event_id"] in seen:
+            entered, member = ev["type"] == "ranking.entered", ev["suspect_id"] in members
+            assert ev["type"] == "ranking.updated" or entered == member, ev
             continue
         seen.add(ev["event_id"])
         if ev["type"] == "ranking.entered":

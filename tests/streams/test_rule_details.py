@@ -36,12 +36,13 @@ def test_candidate_update_round_trips_through_json():
         assert candidate_update_from_json(through_json(candidate_update_to_json(update))) == update
 
 
-def test_output_event_id_is_the_canonical_json_digest():
-    """Ids must not change between versions: a consumer drops re-sends across an upgrade and restart."""
+def test_output_event_id_is_the_digest_of_the_place_and_the_canonical_json():
+    """The id depends on the body's content, not its key order, and on the event's place in its list."""
     body = {"type": "ranking.exited", "suspect_id": "S9", "reason": "displaced", "score": 40.0}
     canonical = '{"reason":"displaced","score":40.0,"suspect_id":"S9","type":"ranking.exited"}'
-    assert output_event_id(body) == hashlib.sha256(canonical.encode()).hexdigest()[:32]
-    assert output_event_id(dict(reversed(body.items()))) == output_event_id(body)
+    assert output_event_id(body, 7) == hashlib.sha256(("7:" + canonical).encode()).hexdigest()[:32]
+    assert output_event_id(dict(reversed(body.items())), 7) == output_event_id(body, 7)
+    assert output_event_id(body, 8) != output_event_id(body, 7)
 
 
 def test_bounded_book_trims_halfway_down_to_n():
@@ -548,3 +549,29 @@ def test_a_books_heap_holds_at_most_twice_its_waiting_entries_and_64():
             waiting = len(book) - len(book.members())
             highest = max(highest, len(book._rest) - (2 * waiting + 64))
         assert highest <= 0, seed  # never passed
+
+
+def test_one_cause_that_displaces_a_suspect_twice_makes_two_event_ids():
+    """Two transitions with equal bodies are two events: a consumer that drops re-sends by event_id
+    must not drop the second. Here one report (cause E5) names two suspects whose updates reach the
+    ranker apart (their ledger partitions differ); the first displaces A, A comes back when the
+    first leaves, and the second displaces A again, at the same as_of and score."""
+    rk = Ranker(DictStore(), 1)
+    rk.advance(T)
+    flushes = []
+    for update in [CandidateUpdate("A", True, Summary(1000, 1, T, 1), "added", "E1"),
+                   CandidateUpdate("B", True, Summary(2000, 1, T, 1), "added", "E5"),
+                   CandidateUpdate("B", False, Summary(0, 0, 0, 0), "expired", "clock:x"),
+                   CandidateUpdate("C", True, Summary(3000, 1, T, 1), "added", "E5")]:
+        rk.apply(update)
+        flushes.append(rk.flush())
+        assert rk.flush() == []  # nothing changed: no event, and no place taken
+    exit1, exit2 = ([e for e in out if e["suspect_id"] == "A"][0] for out in (flushes[1], flushes[3]))
+    body = {k: v for k, v in exit1.items() if k != "event_id"}
+    assert body == {k: v for k, v in exit2.items() if k != "event_id"}
+    assert body["type"] == "ranking.exited" and body["cause"] == "E5"
+    assert exit1["event_id"] != exit2["event_id"]
+    emitted = [event for out in flushes for event in out]
+    assert [len(out) for out in flushes] == [1, 2, 2, 2]
+    assert [e["event_id"] for e in emitted] == [
+        output_event_id({k: v for k, v in e.items() if k != "event_id"}, seq) for seq, e in enumerate(emitted)]
