@@ -9,7 +9,6 @@ membership history of §8 is the one place a suspect id may stay).
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
