@@ -13,8 +13,8 @@ An event's id is a digest of its content, its cause and its place in the list's
 events ("seq": how many the list has emitted before it). Content and cause alone
 can repeat: one report naming two suspects on two ledger partitions may displace
 the same member twice, at one as_of, with him back in between; a consumer that
-drops re-sends by id would then drop a real exit. The place is kept in the store
-with the rest, so a re-sent or replayed event gets the id it had.
+drops re-sends by id would then drop a real exit. The count is kept in the store
+and moves with the state it belongs to; a re-send is the stored bytes, id and all.
 """
 from __future__ import annotations
 
