@@ -7,7 +7,8 @@ Human-readable by default::
 
 ``--json`` prints each event's raw JSON line. No consumer group is used (nothing is
 committed): it follows from the end of the topic, or from the beginning with
-``--from-beginning``.
+``--from-beginning``. Each event is printed once: after a worker's restart it may send
+its last batch's events again, with the same event_ids (SPEC §3), and those are skipped.
 
 tansu quirk: ListOffsets(LATEST) answers "base offset of the last batch + 1", so a plain
 ``seek_to_end`` would replay part of the last batch. The true end is the high watermark of
@@ -22,6 +23,7 @@ import signal
 import sys
 import time
 import warnings
+from collections import OrderedDict
 from typing import Any, Callable, Optional, TextIO, Union
 
 from ..kafka_admin import BrokerError, reachable_servers
@@ -29,7 +31,7 @@ from ..kafka_clients import kafka_python_kwargs
 from ..settings import KAFKA_FIELDS, add_common_args, help_text
 from . import CONNECT_TIMEOUT, Fail, command, say, settings_of
 
-__all__ = ["format_event", "follow", "main"]
+__all__ = ["FirstSeen", "format_event", "follow", "main"]
 
 
 def _short_time(ts: Any) -> str:
@@ -80,6 +82,30 @@ def format_event(value: Union[bytes, str, dict]) -> str:
         return f"{when}  EXIT   {'':5} {sid}  {reason}  {tail}"
     text = value if isinstance(value, str) else json.dumps(obj)
     return f"{when}  {str(kind or '?').upper():6} {text}"
+
+
+class FirstSeen:
+    """Keeps an event the first time its event_id comes, among the latest `size` ids (a re-send comes
+    right after a restart, so the window is far wider than any re-send's distance)."""
+
+    def __init__(self, size: int = 100_000):
+        self.size = size
+        self._ids: OrderedDict = OrderedDict()
+
+    def __call__(self, value: bytes) -> bool:
+        try:
+            obj = json.loads(value)
+        except ValueError:
+            return True
+        event_id = obj.get("event_id") if isinstance(obj, dict) else None
+        if not isinstance(event_id, str):
+            return True
+        if event_id in self._ids:
+            return False
+        self._ids[event_id] = None
+        if len(self._ids) > self.size:
+            self._ids.popitem(last=False)
+        return True
 
 
 def _consumer(servers: list[str], from_beginning: bool, client_kwargs: dict):
@@ -250,11 +276,15 @@ def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> i
     for sig in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C / kill: stop quietly, exit 0
         with contextlib.suppress(ValueError):  # not in the main thread
             previous[sig] = signal.signal(sig, _interrupt)
+    first_seen = FirstSeen()
+
+    def only(value: bytes) -> bool:
+        return (args.list_name is None or _list_of(value) == args.list_name) and first_seen(value)
+
     try:
         follow(settings.broker, settings.output_topic, emit, from_beginning=args.from_beginning,
                max_events=args.max, idle_timeout=args.timeout, on_waiting=lambda msg: say(PROG, msg),
-               client_kwargs=kafka_python_kwargs(settings), only=None if args.list_name is None
-               else (lambda value: _list_of(value) == args.list_name))
+               client_kwargs=kafka_python_kwargs(settings), only=only)
     except BrokerError as exc:
         raise Fail(str(exc)) from None
     except KeyboardInterrupt:

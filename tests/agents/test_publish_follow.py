@@ -195,6 +195,25 @@ def test_follow_list_prints_only_that_lists_events(broker, fresh_topics, capsys)
     assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [events[1], events[3]]
 
 
+def test_follow_prints_a_resent_event_once(broker, fresh_topics, capsys):
+    """A worker's restart may send its last batch's events again, with their event_ids: printed once."""
+    topic = fresh_topics("harm-ranking")
+    ensure_topics(broker.bootstrap, {topic: 1})
+    later = dict(ENTERED, event_id="o3", suspect_id="S124", rank=18)
+    _publish_ranking(broker, topic, [ENTERED, EXITED, EXITED, ENTERED, later])
+    argv = ["--broker", broker.url, "--topic", topic, "--from-beginning", "--max", "3", "--timeout", "10", "--json"]
+    assert follow_mod.main(argv) == 0
+    assert [json.loads(line) for line in capsys.readouterr().out.splitlines()] == [ENTERED, EXITED, later]
+
+
+def test_first_seen_forgets_the_oldest_id_beyond_its_window():
+    first_seen = follow_mod.FirstSeen(size=2)
+    kept = [first_seen(json.dumps({"event_id": i}).encode()) for i in ["a", "b", "a", "c", "b", "a"]]
+    assert kept == [True, True, False, True, False, True]  # "a" left the window when "c" came
+    assert first_seen(b"not json") and first_seen(b"not json")
+    assert first_seen(b'{"type": "x"}') and first_seen(b'{"type": "x"}')  # no id: nothing to compare
+
+
 def test_follow_from_end_skips_history(broker, fresh_topics):
     topic = fresh_topics("harm-ranking")
     ensure_topics(broker.bootstrap, {topic: 2})
