@@ -31,6 +31,7 @@ from streams import simulate
 from ..local_broker import BrokerError, LocalBroker, free_port
 from ..settings import Settings
 from . import EXIT_FAILED, Fail, command
+from .follow import FirstSeen
 
 #: The topics and web port the demo's worker uses: the settings' defaults.
 DEFAULTS = Settings()
@@ -114,8 +115,11 @@ class Follower(threading.Thread):
 
         consumer = KafkaConsumer(DEFAULTS.output_topic, bootstrap_servers=self.bootstrap, group_id=None,
                                  auto_offset_reset="earliest", consumer_timeout_ms=500)
+        first_seen = FirstSeen()  # a re-send after a rebalance or restart is counted once
         while not self.stop.is_set():
             for record in consumer:
+                if not first_seen(record.value):
+                    continue
                 try:
                     ev = json.loads(record.value)
                 except ValueError:
