@@ -103,9 +103,10 @@ class Feed(threading.Thread):
 class Follower(threading.Thread):
     """Collects the ranking events as they arrive."""
 
-    def __init__(self, bootstrap: list[str]):
+    def __init__(self, bootstrap: list[str], topic: str = DEFAULTS.output_topic):
         super().__init__(daemon=True)
         self.bootstrap = bootstrap
+        self.topic = topic
         self.recent: deque = deque(maxlen=12)
         self.counts: dict = {}  # list name -> [entered, exited], in the order first seen
         self.stop = threading.Event()
@@ -113,7 +114,7 @@ class Follower(threading.Thread):
     def run(self) -> None:
         from kafka import KafkaConsumer
 
-        consumer = KafkaConsumer(DEFAULTS.output_topic, bootstrap_servers=self.bootstrap, group_id=None,
+        consumer = KafkaConsumer(self.topic, bootstrap_servers=self.bootstrap, group_id=None,
                                  auto_offset_reset="earliest", consumer_timeout_ms=500)
         first_seen = FirstSeen()  # a re-send after a rebalance or restart is counted once
         while not self.stop.is_set():
