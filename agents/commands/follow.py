@@ -7,8 +7,8 @@ Human-readable by default::
 
 ``--json`` prints each event's raw JSON line. No consumer group is used (nothing is
 committed): it follows from the end of the topic, or from the beginning with
-``--from-beginning``. Each event is printed once: after a worker's restart it may send
-its last batch's events again, with the same event_ids (SPEC §3), and those are skipped.
+``--from-beginning``. Each event is printed once: after a restart or a rebalance the worker
+may send its last batch's events again, with the same event_ids (SPEC §3); those are skipped.
 
 tansu quirk: ListOffsets(LATEST) answers "base offset of the last batch + 1", so a plain
 ``seek_to_end`` would replay part of the last batch. The true end is the high watermark of
@@ -86,7 +86,7 @@ def format_event(value: Union[bytes, str, dict]) -> str:
 
 class FirstSeen:
     """Keeps an event the first time its event_id comes, among the latest `size` ids (a re-send comes
-    right after a restart, so the window is far wider than any re-send's distance)."""
+    right after a restart or rebalance, so the window is far wider than any re-send's distance)."""
 
     def __init__(self, size: int = 100_000):
         self.size = size
