@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, Mapping, Optional
 
-from . import (faust_bulk_recovery, faust_drain, faust_rocksdb_memory, faust_seek, faust_sticky, faust_tables_start, tansu_fetch,
-               tansu_member_id, tansu_offsets)
+from . import (faust_bulk_recovery, faust_drain, faust_rocksdb_memory, faust_seek, faust_sticky, faust_tables_start,
+               tansu_fetch, tansu_member_id, tansu_offsets)
 from .faust_private import aiokafka_producer, held_partitions, owner_url, partition_db, route_request
 
 __all__ = ["aiokafka_producer", "held_partitions", "install", "owner_url", "partition_db", "route_request",
