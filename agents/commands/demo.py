@@ -119,11 +119,11 @@ class Follower(threading.Thread):
         first_seen = FirstSeen()  # a re-send after a rebalance or restart is counted once
         while not self.stop.is_set():
             for record in consumer:
-                if not first_seen(record.value):
-                    continue
                 try:
                     ev = json.loads(record.value)
                 except ValueError:
+                    continue
+                if not first_seen(ev):
                     continue
                 tally = self.counts.setdefault(ev.get("list", "-"), [0, 0])
                 if ev.get("type") == "ranking.entered":

@@ -92,12 +92,9 @@ class FirstSeen:
         self.size = size
         self._ids: OrderedDict = OrderedDict()
 
-    def __call__(self, value: bytes) -> bool:
-        try:
-            obj = json.loads(value)
-        except ValueError:
-            return True
-        event_id = obj.get("event_id") if isinstance(obj, dict) else None
+    def __call__(self, event: Optional[dict]) -> bool:
+        """True the first time an event's id comes; an event without one (or not an event) always passes."""
+        event_id = event.get("event_id") if isinstance(event, dict) else None
         if not isinstance(event_id, str):
             return True
         if event_id in self._ids:
@@ -235,13 +232,13 @@ def follow(
 PROG = "harmrank follow"
 
 
-def _list_of(value: bytes) -> Optional[str]:
-    """The `list` of a ranking event, or None for anything else."""
+def _event_of(value: bytes) -> Optional[dict]:
+    """A ranking event as a dict, or None for anything else."""
     try:
         obj = json.loads(value)
     except ValueError:
         return None
-    return obj.get("list") if isinstance(obj, dict) else None
+    return obj if isinstance(obj, dict) else None
 
 
 @command(PROG)
@@ -279,7 +276,8 @@ def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> i
     first_seen = FirstSeen()
 
     def only(value: bytes) -> bool:
-        return (args.list_name is None or _list_of(value) == args.list_name) and first_seen(value)
+        event = _event_of(value)
+        return (args.list_name is None or (event or {}).get("list") == args.list_name) and first_seen(event)
 
     try:
         follow(settings.broker, settings.output_topic, emit, from_beginning=args.from_beginning,
