@@ -11,21 +11,15 @@ from __future__ import annotations
 import ssl
 from typing import Any, Optional
 
-from .settings import Settings
+from .settings import Settings, tls_context
 
 SSL_PROTOCOLS = ("SSL", "SASL_SSL")
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 def ssl_context(settings: Settings) -> Optional[ssl.SSLContext]:
-    """A TLS client context checking the broker's certificate (against KAFKA_SSL_CAFILE when set,
-    else the system's), with the client certificate when one is set; None without TLS."""
-    if settings.kafka_security_protocol not in SSL_PROTOCOLS:
-        return None
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=settings.kafka_ssl_cafile)
-    if settings.kafka_ssl_certfile:
-        context.load_cert_chain(settings.kafka_ssl_certfile, settings.kafka_ssl_keyfile)
-    return context
+    """The TLS client context of the settings (`agents.settings.tls_context`); None without TLS."""
+    return tls_context(settings)
 
 
 def _common(settings: Settings) -> dict:

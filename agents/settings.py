@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import ssl
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
@@ -209,6 +210,32 @@ def _check_kafka_security(s: Settings) -> None:
                          + where)
     if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
         raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the certificate of that key)" + where)
+    tls_context(s)  # the files must load, so that no client fails on them later
+
+
+def tls_context(s: Settings) -> Optional[ssl.SSLContext]:
+    """A TLS client context checking the broker's certificate (against KAFKA_SSL_CAFILE when set, else the
+    system's), with the client certificate when one is set; None without TLS. A file that does not load
+    raises ValueError naming its setting; an encrypted key is refused rather than prompted for."""
+    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    try:
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=s.kafka_ssl_cafile)
+    except (ssl.SSLError, OSError) as exc:
+        raise ValueError(f"KAFKA_SSL_CAFILE {s.kafka_ssl_cafile!r} holds no certificate that loads: {exc}") from None
+    if s.kafka_ssl_certfile:
+        try:
+            context.load_cert_chain(s.kafka_ssl_certfile, s.kafka_ssl_keyfile, password=_no_password)
+        except (ssl.SSLError, OSError) as exc:
+            files = f"KAFKA_SSL_CERTFILE {s.kafka_ssl_certfile!r}" + (
+                f" and KAFKA_SSL_KEYFILE {s.kafka_ssl_keyfile!r}" if s.kafka_ssl_keyfile else "")
+            raise ValueError(f"{files}: not a certificate with its unencrypted key: {exc}") from None
+    return context
+
+
+def _no_password() -> bytes:
+    """The password of an encrypted key: none (OpenSSL would otherwise ask on the terminal), so it is refused."""
+    return b""
 
 
 def bootstrap_servers(url: str) -> list[str]:

@@ -94,3 +94,25 @@ def test_tls_files_need_a_tls_protocol_and_a_key_needs_its_certificate(cert):
 def test_a_bad_flag_is_named_as_a_flag():
     with pytest.raises(ValueError, match="--kafka-ssl-cafile: no such file"):
         Settings.from_env({}, kafka_security_protocol="SSL", kafka_ssl_cafile="/nonexistent/ca.pem")
+
+
+def test_tls_files_that_do_not_load_are_refused_naming_their_setting(cert, tmp_path):
+    """A TLS file that exists but is no certificate or key is refused with the settings, not by a client later."""
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("not a certificate\n")
+    tls = {"HARMRANK_KAFKA_SECURITY_PROTOCOL": "SSL"}
+    with pytest.raises(ValueError, match="KAFKA_SSL_CAFILE '.*not.pem' holds no certificate that loads"):
+        Settings.from_env({**tls, "HARMRANK_KAFKA_SSL_CAFILE": str(not_pem)})
+    with pytest.raises(ValueError, match="KAFKA_SSL_CERTFILE '.*not.pem': not a certificate with its unencrypted key"):
+        Settings.from_env({**tls, "HARMRANK_KAFKA_SSL_CERTFILE": str(not_pem)})
+    with pytest.raises(ValueError, match="KAFKA_SSL_KEYFILE '.*not.pem': not a certificate"):
+        Settings.from_env({**tls, "HARMRANK_KAFKA_SSL_CERTFILE": str(cert[0]), "HARMRANK_KAFKA_SSL_KEYFILE": str(not_pem)})
+
+
+def test_an_encrypted_key_is_refused_not_prompted_for(cert, tmp_path):
+    locked = tmp_path / "locked.pem"
+    subprocess.run(["openssl", "pkey", "-in", str(cert[1]), "-aes256", "-passout", "pass:secret", "-out", str(locked)],
+                   check=True, capture_output=True, stdin=subprocess.DEVNULL)
+    with pytest.raises(ValueError, match="not a certificate with its unencrypted key"):
+        Settings.from_env({"HARMRANK_KAFKA_SECURITY_PROTOCOL": "SSL", "HARMRANK_KAFKA_SSL_CERTFILE": str(cert[0]),
+                           "HARMRANK_KAFKA_SSL_KEYFILE": str(locked)})
