@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from schemas import defaults
-from schemas.lists import ListsError, ListSpec, default_lists, load_lists
+from schemas.lists import MAX_DAYS, MAX_TOP_N, ListsError, ListSpec, default_lists, load_lists
 
 ENV_PREFIX = "HARMRANK_"
 DEFAULT_KAFKA_PORT = 9092  # of a broker address without one, and of the local broker
@@ -110,6 +110,9 @@ class Settings:
 
 _POSITIVE_INT = {"top_n", "window_days", "min_allegations", "partitions"}
 _OPTIONAL_POSITIVE_INT = {"retention_days"}
+#: Upper bounds, so that no setting can overflow a date or a slice: the lists file's (schemas/lists.py),
+#: and for retention the default that the longest window allowed would have.
+_MAX_INT = {"top_n": MAX_TOP_N, "window_days": MAX_DAYS, "retention_days": MAX_DAYS + RETENTION_MARGIN_DAYS}
 _PORT = {"web_port"}
 _POSITIVE_FLOAT = {"tick_seconds", "batch_window_ms"}
 _OPTIONAL_STR = {"harm_table", "lists", "api_token", "api_tokens", "kafka_sasl_username", "kafka_sasl_password"}
@@ -148,6 +151,8 @@ def _convert(name: str, value: Any, source: str) -> Any:
             raise ValueError(f"{label} must be {kind}, got {value!r}") from None
         if n < 1 or (name in _PORT and n > 65535):
             raise ValueError(f"{label} must be {kind}, got {value!r}")
+        if n > _MAX_INT.get(name, n):
+            raise ValueError(f"{label} must be at most {_MAX_INT[name]}, got {value!r}")
         return n
     if name in _POSITIVE_FLOAT:
         try:

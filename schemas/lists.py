@@ -8,8 +8,8 @@ integer, got 0``, so that a worker refusing to start says where to look.
 An escalation ``factor`` is kept exact (a :class:`fractions.Fraction` of its decimal text),
 because the rule ``recent >= factor x earlier`` compares integer harm in hundredths of a day.
 Beyond SPEC §7's table, so that no setting can overflow a date or a number: days are at most
-MAX_DAYS, a factor at most MAX_FACTOR with at most 12 decimals, and a prefix is the beginning of
-a code ``NNN/NN`` (``"0"``, ``"008"``, ``"008/"``, ``"008/6"``, ``"008/66"``).
+MAX_DAYS, top_n at most MAX_TOP_N, a factor at most MAX_FACTOR with at most 12 decimals, and a
+prefix is the beginning of a code ``NNN/NN`` (``"0"``, ``"008"``, ``"008/"``, ``"008/6"``, ``"008/66"``).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_LIST_NAME",
     "MAX_DAYS",
     "MAX_FACTOR",
+    "MAX_TOP_N",
     "NAME_RE",
     "ListSpec",
     "ListsError",
@@ -43,6 +44,8 @@ DEFAULT_LIST_NAME = "vawg"
 NAME_RE = re.compile(r"[a-z0-9-]{1,32}")
 #: The longest window or recent part accepted (100 years): longer ones would take dates below year 1.
 MAX_DAYS = 36_500
+#: The largest list accepted: more than any force's suspects in a window, and within what a slice can take.
+MAX_TOP_N = 1_000_000
 #: The largest escalation factor accepted.
 MAX_FACTOR = 1_000_000
 #: An offence-code prefix: a beginning of ``NNN/NN``.
@@ -205,9 +208,9 @@ def _spec(table: dict[str, Any]) -> ListSpec:
         given, missing = ("recent_days", "factor") if "recent_days" in table else ("factor", "recent_days")
         raise _RuleBroken(given, f"{given} needs {missing}: an escalation list has both")
     window_days = values.get("window_days", 365)
-    for key in ("window_days", "recent_days"):
-        if values.get(key, 0) > MAX_DAYS:
-            raise _RuleBroken(key, f"{key} must be at most {MAX_DAYS}, got {values[key]}")
+    for key, most in (("window_days", MAX_DAYS), ("recent_days", MAX_DAYS), ("top_n", MAX_TOP_N)):
+        if values.get(key, 0) > most:
+            raise _RuleBroken(key, f"{key} must be at most {most}, got {values[key]}")
     if "recent_days" in values and values["recent_days"] >= window_days:
         raise _RuleBroken("recent_days", f"recent_days ({values['recent_days']}) must be less than "
                                          f"window_days ({window_days})")

@@ -44,6 +44,9 @@ def test_settings_env_and_overrides():
 @pytest.mark.parametrize("var,value,message", [
     ("HARMRANK_TOP_N", "x", "HARMRANK_TOP_N must be a positive integer, got 'x'"),
     ("HARMRANK_TOP_N", "0", "HARMRANK_TOP_N must be a positive integer, got '0'"),
+    ("HARMRANK_TOP_N", "9223372036854775808", "HARMRANK_TOP_N must be at most 1000000"),
+    ("HARMRANK_WINDOW_DAYS", "36501", "HARMRANK_WINDOW_DAYS must be at most 36500"),
+    ("HARMRANK_RETENTION_DAYS", "99999999", "HARMRANK_RETENTION_DAYS must be at most 36590"),
     ("HARMRANK_CLOCK", "moon", "HARMRANK_CLOCK must be 'wall' or 'event', got 'moon'"),
     ("HARMRANK_WEB_PORT", "70000", "HARMRANK_WEB_PORT must be a port number"),
     ("HARMRANK_TICK_SECONDS", "-1", "HARMRANK_TICK_SECONDS must be a positive number"),
@@ -176,3 +179,9 @@ def test_broker_cli_port_taken(broker, capsys):
     err = capsys.readouterr().err
     assert f"port {broker.port} on 127.0.0.1 is already in use" in err
     assert "Traceback" not in err
+
+
+def test_the_largest_settings_allowed_are_taken():
+    s = Settings.from_env({"HARMRANK_TOP_N": "1000000", "HARMRANK_WINDOW_DAYS": "36500",
+                           "HARMRANK_RETENTION_DAYS": "36590"})
+    assert (s.top_n, s.window_days, s.retention_days) == (1_000_000, 36_500, 36_590)

@@ -104,6 +104,7 @@ BAD = [
     ('[[list]]\nname = "a"\ntop_n = true\n', 3, "top_n must be a positive integer, got true"),
     ('[[list]]\nname = "a"\ntop_n = "10"\n', 3, "top_n must be a positive integer, got '10'"),
     ('[[list]]\nname = "a"\nwindow_days = 36501\n', 3, "window_days must be at most 36500"),
+    ('[[list]]\nname = "a"\ntop_n = 1000001\n', 3, "top_n must be at most 1000000"),
     ('[[list]]\nname = "a"\nrecent_days = 30\n', 3, "recent_days needs factor"),
     ('[[list]]\nname = "a"\n\nfactor = 2\n', 4, "factor needs recent_days"),
     ('[[list]]\nname = "a"\nrecent_days = 365\nfactor = 2\n', 3,
