@@ -160,6 +160,10 @@ def suspect_population(events: int, days: float) -> int:
     return max(8, int(round(per_year_suspects * _POPULATION_FACTOR * max(1.0, years ** 0.5))))
 
 
+#: The latest end of a timeline: two years before the last `at` that can be written, for the late corrections.
+_LAST_END_US = datetime_to_us(_dt.datetime(9997, 12, 31, tzinfo=_dt.timezone.utc))
+
+
 def _parse_start(start: Union[str, _dt.datetime]) -> int:
     if isinstance(start, str):
         value = _dt.datetime.fromisoformat(start.strip().replace("Z", "+00:00").replace("z", "+00:00"))
@@ -203,11 +207,14 @@ def generate(
     """
     if events < 0:
         raise ValueError("events must be >= 0")
-    if days <= 0:
-        raise ValueError("days must be > 0")
+    if not 0 < days < math.inf:
+        raise ValueError("days must be a number > 0")
     if not 0.0 <= invalid_rate < 0.5:
         raise ValueError("invalid_rate must be in [0, 0.5)")
-    return _Generator(seed, events, _parse_start(start), days, suspects, invalid_rate).run()
+    start_us = _parse_start(start)
+    if start_us + days * US_PER_DAY > _LAST_END_US:
+        raise ValueError("the timeline (start and days) must end by 9997-12-31, so that every `at` can be written")
+    return _Generator(seed, events, start_us, days, suspects, invalid_rate).run()
 
 
 class _Generator:
@@ -843,7 +850,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.out == "-":
         out = sys.stdout
     else:
-        out = open(args.out, "w", encoding="utf-8", newline="\n")
+        try:
+            out = open(args.out, "w", encoding="utf-8", newline="\n")
+        except OSError as exc:
+            parser.error(f"cannot write {args.out}: {exc.strerror}")
         close = True
     try:
         if args.rate is not None:

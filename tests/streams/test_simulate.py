@@ -363,6 +363,16 @@ def test_bad_arguments():
         generate(days=0)
     with pytest.raises(ValueError):
         generate(invalid_rate=0.9)
+    for days in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="days must be a number > 0"):
+            generate(days=days)
+    with pytest.raises(ValueError, match="must end by 9997-12-31"):
+        generate(start="9997-06-01T00:00:00+00:00", days=300)
+
+
+def test_the_latest_timeline_writes_every_at():
+    events = list(generate(seed=4, events=3000, start="9997-01-01T00:00:00+00:00", days=364))
+    assert len(events) == 3000 and max(e["at"] for e in events if RFC3339.match(str(e.get("at")))) >= "9997-12"
 
 
 def test_main_writes_file(tmp_path):
@@ -401,3 +411,14 @@ def test_main_rejects_bad_flags():
         main(["--rate", "0"])
     with pytest.raises(SystemExit):
         main(["--start", "not a time"])
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--out", "/nonexistent/dir/feed.jsonl"], "cannot write /nonexistent/dir/feed.jsonl"),
+    (["--days", "inf"], "days must be a number > 0"),
+    (["--start", "9999-12-31T00:00:00+00:00"], "must end by 9997-12-31"),
+])
+def test_main_refuses_what_it_cannot_write_with_a_message(flags, message, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--events", "10", *flags])
+    assert exc.value.code == 2 and message in capsys.readouterr().err
