@@ -39,9 +39,12 @@ def load_named_tokens(path: str) -> dict[str, bytes]:
     echoing a hash), OSError when it cannot be read.
     """
     users: dict[str, bytes] = {}
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
+    with open(path, "rb") as fh:
+        for lineno, data in enumerate(fh, start=1):
+            try:
+                line = data.decode("utf-8-sig" if lineno == 1 else "utf-8").strip()
+            except UnicodeDecodeError:
+                raise ValueError(f"{path}, line {lineno}: not UTF-8 text") from None
             if not line or line.startswith("#"):
                 continue
             name, sep, digest = line.partition(":")

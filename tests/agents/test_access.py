@@ -84,6 +84,15 @@ def test_a_bad_line_is_refused_with_its_number(tmp_path, text, fault):
     assert sha(ALICE) not in str(err.value)  # a hash is never echoed
 
 
+def test_a_line_that_is_not_utf8_is_refused_with_its_number_and_a_bom_is_read_past(tmp_path):
+    path = tmp_path / "tokens"
+    path.write_bytes(f"alice:{sha(ALICE)}\n".encode() + b"b\xffb:" + sha(BOB).encode() + b"\n")
+    with pytest.raises(ValueError, match="line 2: not UTF-8 text"):
+        load_named_tokens(str(path))
+    path.write_bytes(b"\xef\xbb\xbf" + f"alice:{sha(ALICE)}\n".encode())
+    assert load_named_tokens(str(path)) == {"alice": bytes.fromhex(sha(ALICE))}
+
+
 def test_who_each_token_names(tokens_file):
     access = Access(SHARED, load_named_tokens(str(tokens_file)))
     assert access.user(f"Bearer {ALICE}") == "alice"
