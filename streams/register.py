@@ -15,10 +15,12 @@ partition), so they decide each one alike.
 
 Retention (SPEC §9): a report recorded more than `retention_days` before the
 clock is forgotten with the event ids kept on it, and a merge made that long
-ago with its alias and its id. Both are indexed by the hour of their time
-("f:<hour>" chunks, streams/hourindex.py), so `advance()` costs what it
-forgets. A cancelled report keeps only its mark (recorded_at, cancelled, event
-ids) until then.
+ago with its id. Both are indexed by the hour of their time ("f:<hour>" chunks,
+streams/hourindex.py), so `advance()` costs what it forgets. A cancelled report
+keeps only its mark (recorded_at, cancelled, event ids) until then. The alias a
+merge made stays: later events that name the old id apply to the merged record
+however late they come (SPEC §2), so a person's reports are never split between
+his two ids, and no partition's clock decides which id an event names.
 """
 from __future__ import annotations
 
@@ -86,8 +88,8 @@ class Register:
     """The register's store: "r:<crime_ref>" a report (the list above), "al:<suspect>" either the
     id he was merged into (a str) or, while he is canonical, the crime_refs of this partition's
     reports that name him (a list: the suspect -> reports index that a merge rewrites), and
-    "e:<event_id>" for every merge applied (merges name no report to remember them on), holding the
-    id it made an alias. One key per suspect, so a new report reads and writes it once to resolve
+    "e:<event_id>" for every merge applied (merges name no report to remember them on: its id, kept
+    to drop a re-sent merge, forgotten with retention), holding the id it made an alias. One key per suspect, so a new report reads and writes it once to resolve
     and index him. With a retention, "f:<hour>" chunks list the reports and merges of that hour by
     time, [[time...], ["r:<crime_ref>" or "e:<event_id>"...]], for `advance()` to forget.
     """
@@ -260,7 +262,7 @@ class Register:
         src, into = resolve(store, ev.suspect_id), resolve(store, ev.into)
         if src == into:
             return rejected("self_merge", f"{ev.suspect_id!r} and {ev.into!r} are already one suspect ({src!r})")
-        store["e:" + ev.event_id] = src  # the alias it made: forgotten with it
+        store["e:" + ev.event_id] = src  # the id it made an alias; the alias outlives this entry
         outcome = Outcome(ACCEPTED, None, self._move(src, into, ev.event_id, ev.at))
         self._remember("e:" + ev.event_id, ev.at)
         return outcome
@@ -353,17 +355,14 @@ class Register:
             self._forget(key, at)
 
     def _forget(self, key: str, at: Optional[int] = None) -> None:
-        """Take a report, or a merge and its alias, out of the state (`at`: the time it was indexed at)."""
+        """Take a report, or a merge's id, out of the state (`at`: the time it was indexed at). The alias
+        the merge made stays (the module's docstring says why)."""
         store = self.store
         value = store.get(key)
         if value is None:
             return
         if key.startswith("e:"):
             del store[key]
-            if value.__class__ is str and store.get("al:" + value).__class__ is str:
-                # Only this merge can have made it: an alias is set only on a canonical id, and
-                # the id is canonical again only once this entry (and the alias) is forgotten.
-                del store["al:" + value]
             return
         if at is not None and value[_RECORDED] != at:
             return  # forgotten before and recorded again since: its own entry comes later

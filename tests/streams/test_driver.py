@@ -85,8 +85,9 @@ def run(events, harm, oracle_harm, partitions, seed, top_n=100, window_days=365,
     return want
 
 
-def simulated(seed: int, events: int) -> list:
-    out = [validate(simulate.dumps(ev).encode(), HARM) for ev in simulate.generate(seed=seed, events=events)]
+def simulated(seed: int, events: int, days: float = 400.0) -> list:
+    out = [validate(simulate.dumps(ev).encode(), HARM)
+           for ev in simulate.generate(seed=seed, events=events, days=days)]
     return [e for e in out if not isinstance(e, Rejected)]
 
 
@@ -95,6 +96,13 @@ def simulated(seed: int, events: int) -> list:
 def test_a_simulated_feed_over_p_partitions_equals_the_oracle(partitions, seed):
     want = run(simulated(31, 4000), HARM, oracle_view(HARM), partitions, seed)
     assert len(want) == 100
+
+
+@pytest.mark.parametrize("partitions", [1, 4])
+def test_a_feed_longer_than_retention_equals_the_oracle_that_keeps_every_alias(partitions):
+    """1,000 days with the default retention (455): reports and merges' ids are forgotten on the way, and
+    old ids named more than that after their merge still name the merged record, in every partition."""
+    run(simulated(2, 6000, days=1000), HARM, oracle_view(HARM), partitions, seed=3)
 
 
 def merge_races(seed: int, rounds: int = 40) -> list:

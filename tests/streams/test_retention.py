@@ -124,36 +124,47 @@ def test_a_merge_after_a_cancel_does_not_touch_the_cancelled_report():
     assert p.ledger.summary("B").allegations == 1
 
 
-def test_a_merge_is_forgotten_with_its_alias_and_id_but_what_it_joined_stays_joined():
+def test_a_merge_forgets_its_id_but_keeps_its_alias():
     p = pipe(retention_days=20)
     merge = merged("A", "B", T0 + 1)
     p.apply(recorded("C1", "105/01", ["A"], T0 + 15 * DAY, F))
     p.apply(merge)
-    assert p.register.canonical("A") == "B"
     p.advance(T0 + 20 * DAY + 2)
-    assert p.register.canonical("A") == "A"
-    assert "e:" + merge.event_id not in keys(p) and "al:A" not in keys(p)
-    assert p.register.report("C1")[4] == ["B"]  # the report it moved stays with B
+    assert "e:" + merge.event_id not in keys(p)  # the id kept to drop a re-send goes with retention
+    assert p.register.canonical("A") == "B"  # the alias stays: the old id still names the merged record
+    assert p.register.report("C1")[4] == ["B"]
     p.apply(recorded("C2", "105/01", ["A"], T0 + 20 * DAY + 2, F))
-    assert p.ledger.summary("A").allegations == 1 and p.ledger.summary("B").allegations == 1
-    assert status(p.apply(merge)) == "accepted"  # its id is forgotten: applied again as it is
-    assert p.ledger.summary("B").allegations == 2
+    assert p.ledger.summary("A") is None and p.ledger.summary("B").allegations == 2
+    assert status(p.apply(merge)) == "self_merge"  # its id is forgotten: applied again, A and B are one
 
 
-def test_a_chain_loses_only_the_links_past_retention():
+def test_an_event_whose_own_time_puts_the_merge_past_retention_still_follows_its_alias():
+    """Two reports of A a day apart, the first moving the clock past the merge's retention: both are B's,
+    as in a worker whose partitions' clocks lag, so that `rank` and the worker agree."""
+    p = pipe(retention_days=20)
+    p.apply(merged("A", "B", T0))
+    p.apply(recorded("C1", "019/08", ["A"], T0 + 30 * DAY, F))
+    p.apply(recorded("C2", "019/08", ["A"], T0 + 31 * DAY, F))
+    p.flush()
+    assert p.ledger.summary("A") is None and p.ledger.summary("B").allegations == 2
+    assert [s for _, s, _ in p.ranking()] == ["B"]
+
+
+def test_a_chain_keeps_every_link():
     p = pipe(retention_days=20)
     p.apply(merged("A", "B", T0))
     p.apply(merged("B", "C", T0 + 10 * DAY))
-    p.advance(T0 + 20 * DAY + 1)
-    assert p.register.canonical("A") == "A" and p.register.canonical("B") == "C"
+    p.advance(T0 + 40 * DAY)
+    assert p.register.canonical("A") == "C" and p.register.canonical("B") == "C"
+    assert not [k for k in keys(p) if k.startswith("e:")]
 
 
-def test_a_merge_made_already_past_retention_moves_allegations_and_leaves_no_alias():
+def test_a_merge_made_already_past_retention_moves_allegations_and_keeps_its_alias_not_its_id():
     p = pipe()
     p.apply(recorded("C1", "105/01", ["A"], T0 + (R + 5) * DAY, F))
     assert status(p.apply(merged("A", "B", T0))) == "accepted"
     assert p.register.report("C1")[4] == ["B"]
-    assert p.register.canonical("A") == "A"
+    assert p.register.canonical("A") == "B"
     assert not [k for k in keys(p) if k.startswith("e:")]
 
 

@@ -4,7 +4,9 @@ Old reports (recorded, reclassified, linked, unlinked, merged, cancelled, VAWG
 and not) and newer ones by other people go through one Pipeline; after the
 clock passes the old ones' retention, every key and value of the register's,
 the ledger's and the ranker's stores is read, and none may name an old
-crime_ref, suspect, victim or event id.
+crime_ref, suspect, victim or event id, but for the aliases that merges made:
+each is one register key, the old id, holding the id it was merged into, which
+later events that name the old id need (SPEC §2).
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ def names_in(store) -> set:
 
     The exits a list's ranker keeps for the briefing ("h:<suspect>") are left out: SPEC §9 keeps that
     membership history for its own 400 days (tests/streams/test_briefing.py checks it is forgotten then).
+    So are the register's aliases ("al:<old id>" holding a str), which `aliases_in` gives.
     """
     out: set = set()
 
@@ -33,12 +36,17 @@ def names_in(store) -> set:
                 walk(v)
 
     for key, value in store.scan(""):
-        if key.startswith("h:"):
+        if key.startswith("h:") or (key.startswith("al:") and value.__class__ is str):
             continue
         out.add(key)
         out.add(key.partition(":")[2])
         walk(value)
     return out
+
+
+def aliases_in(store) -> dict:
+    """The register's aliases: old id -> the id it was merged into."""
+    return {key[3:]: value for key, value in store.scan("al:") if value.__class__ is str}
 
 
 def old_history(t):
@@ -97,6 +105,7 @@ def test_no_store_names_an_old_report_after_retention():
         found = names_of(old) & names_in(store)
         assert not found, (name, found)
     assert {"NEW-C1", "NEW-S1", "NEW-V1"} <= names_in(p.register.store)  # the newer reports stay
+    assert aliases_in(p.register.store) == {"OLD-S2": "OLD-S7", "OLD-S7": "OLD-S8", "NEW-S2": "NEW-S1"}
     assert [s for _, s, _ in p.ranking()] == ["NEW-S1"]
 
 
