@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from typing import Optional
@@ -30,11 +31,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     settings = settings_of(args)
     specs = settings.list_specs
     names = [spec.name for spec in specs]
-    if args.top_n is not None and settings.lists is not None:
-        raise Fail("--top applies to the one default list: set top_n in the lists file instead")
     if args.list_name is not None and args.list_name not in names:
         raise Fail(f"no list {args.list_name!r} (the lists: {', '.join(names)})")
-    spec = specs[names.index(args.list_name) if args.list_name is not None else 0]
+    chosen = names.index(args.list_name) if args.list_name is not None else 0
+    if args.top_n is not None and settings.lists is not None:  # --top N: the first N of the list printed
+        specs = (*specs[:chosen], dataclasses.replace(specs[chosen], top_n=settings.top_n), *specs[chosen + 1:])
+    spec = specs[chosen]
     try:
         as_of = parse_timestamp(args.as_of) if args.as_of else None
     except ValueError as exc:

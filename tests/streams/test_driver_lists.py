@@ -121,6 +121,7 @@ def test_rank_list_agrees_with_the_driver_for_every_list(tmp_path, capsys, monke
     lists_file = tmp_path / "lists.toml"
     lists_file.write_text(LISTS_TEXT)
     monkeypatch.setenv("HARMRANK_LISTS", str(lists_file))
+    grew = False
     for spec in LISTS:
         want = [{"rank": r, "suspect_id": s, "score": x.score / 100, "allegations": x.allegations,
                  "victims": x.victims} for r, s, x in driver.ranker.ranker_of(spec.name).ranking()]
@@ -128,6 +129,13 @@ def test_rank_list_agrees_with_the_driver_for_every_list(tmp_path, capsys, monke
         capsys.readouterr()
         assert rank_command.main([str(feed_file), "--list", spec.name, "--json"]) == 0
         assert json.loads(capsys.readouterr().out) == want, spec.name
+        assert rank_command.main([str(feed_file), "--list", spec.name, "--top", "2", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out) == want[:2], spec.name  # --top N: the list's first N
+        assert rank_command.main([str(feed_file), "--list", spec.name, "--top", str(spec.top_n + 5), "--json"]) == 0
+        longer = json.loads(capsys.readouterr().out)
+        assert longer[:len(want)] == want and len(longer) >= len(want), spec.name
+        grew = grew or len(longer) > len(want)
+    assert grew  # some list has more eligible suspects than its top_n, and --top printed them
     assert rank_command.main([str(feed_file), "--json"]) == 0  # the first list by default
     assert json.loads(capsys.readouterr().out) == ranking_rows(result, "vawg")
     assert rank_command.main([str(feed_file), "--list", "nope"]) == 2
