@@ -89,9 +89,10 @@ class Register:
     id he was merged into (a str) or, while he is canonical, the crime_refs of this partition's
     reports that name him (a list: the suspect -> reports index that a merge rewrites), and
     "e:<event_id>" for every merge applied (merges name no report to remember them on: its id, kept
-    to drop a re-sent merge, forgotten with retention), holding the id it made an alias. One key per suspect, so a new report reads and writes it once to resolve
-    and index him. With a retention, "f:<hour>" chunks list the reports and merges of that hour by
-    time, [[time...], ["r:<crime_ref>" or "e:<event_id>"...]], for `advance()` to forget.
+    to drop a re-sent merge, goes with retention), holding the id it made an alias. One key per
+    suspect, so a new report reads and writes it once to resolve and index him. With a retention,
+    "f:<hour>" chunks list the reports and merges of that hour by time, [[time...],
+    ["r:<crime_ref>" or "e:<event_id>"...]], for `advance()` to forget.
     """
 
     def __init__(self, store: Store, harm_table, retention_days: Optional[int] = None):

@@ -106,7 +106,8 @@ def test_tls_files_that_do_not_load_are_refused_naming_their_setting(cert, tmp_p
     with pytest.raises(ValueError, match="KAFKA_SSL_CERTFILE '.*not.pem': not a certificate with its unencrypted key"):
         Settings.from_env({**tls, "HARMRANK_KAFKA_SSL_CERTFILE": str(not_pem)})
     with pytest.raises(ValueError, match="KAFKA_SSL_KEYFILE '.*not.pem': not a certificate"):
-        Settings.from_env({**tls, "HARMRANK_KAFKA_SSL_CERTFILE": str(cert[0]), "HARMRANK_KAFKA_SSL_KEYFILE": str(not_pem)})
+        Settings.from_env({**tls, "HARMRANK_KAFKA_SSL_CERTFILE": str(cert[0]),
+                           "HARMRANK_KAFKA_SSL_KEYFILE": str(not_pem)})
 
 
 def test_an_encrypted_key_is_refused_not_prompted_for(cert, tmp_path):
