@@ -11,15 +11,14 @@ from __future__ import annotations
 import ssl
 from typing import Any, Optional
 
-from .settings import Settings, tls_context
+from .settings import TLS_PROTOCOLS, Settings
 
-SSL_PROTOCOLS = ("SSL", "SASL_SSL")
 SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
 
 
 def ssl_context(settings: Settings) -> Optional[ssl.SSLContext]:
-    """The TLS client context of the settings (`agents.settings.tls_context`); None without TLS."""
-    return tls_context(settings)
+    """The TLS client context the settings built and checked; None without TLS."""
+    return settings.tls_context
 
 
 def _common(settings: Settings) -> dict:
@@ -27,7 +26,7 @@ def _common(settings: Settings) -> dict:
     if protocol == "PLAINTEXT":
         return {}
     kwargs: dict[str, Any] = {"security_protocol": protocol}
-    if protocol in SSL_PROTOCOLS:
+    if protocol in TLS_PROTOCOLS:
         kwargs["ssl_context"] = ssl_context(settings)
     if protocol in SASL_PROTOCOLS:
         kwargs.update(sasl_mechanism=settings.kafka_sasl_mechanism,

@@ -21,6 +21,7 @@ DEFAULT_KAFKA_PORT = 9092  # of a broker address without one, and of the local b
 CLOCK_MODES = ("wall", "event")
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+TLS_PROTOCOLS = ("SSL", "SASL_SSL")  # the security protocols that speak TLS
 #: The settings of how to reach the broker: every command that talks to Kafka takes their flags.
 KAFKA_FIELDS = ("broker", "kafka_security_protocol", "kafka_sasl_mechanism", "kafka_sasl_username",
                 "kafka_sasl_password", "kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
@@ -62,6 +63,7 @@ class Settings:
             value = getattr(self, f.name)
             setattr(self, f.name, _convert(f.name, value, source=f.name))
         _check_kafka_security(self)
+        self._tls_context = _tls_context(self)  # built here, so a file that does not load stops the command
         self._list_specs = _load_lists(self)
         longest = max(spec.window_days for spec in self._list_specs)
         if self.retention_days is None:
@@ -70,6 +72,11 @@ class Settings:
             window = f"HARMRANK_WINDOW_DAYS ({longest})" if self.lists is None else f"the longest list window ({longest})"
             raise ValueError(f"HARMRANK_RETENTION_DAYS ({self.retention_days}) must be at least {window}: "
                              "a report must not be forgotten while it still counts")
+
+    @property
+    def tls_context(self) -> Optional[ssl.SSLContext]:
+        """The TLS client context every Kafka client of this process shares; None without TLS."""
+        return self._tls_context
 
     @property
     def list_specs(self) -> tuple[ListSpec, ...]:
@@ -201,7 +208,7 @@ def _check_kafka_security(s: Settings) -> None:
     HARMRANK_KAFKA_* variable or a --kafka-* flag.)"""
     protocol = s.kafka_security_protocol
     sasl = protocol.startswith("SASL_")
-    tls = protocol in ("SSL", "SASL_SSL")
+    tls = protocol in TLS_PROTOCOLS
     where = " (HARMRANK_KAFKA_* variables or --kafka-* flags)"
     if sasl and not (s.kafka_sasl_username and s.kafka_sasl_password):
         raise ValueError(f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
@@ -215,14 +222,13 @@ def _check_kafka_security(s: Settings) -> None:
                          + where)
     if s.kafka_ssl_keyfile and not s.kafka_ssl_certfile:
         raise ValueError("KAFKA_SSL_KEYFILE needs KAFKA_SSL_CERTFILE (the certificate of that key)" + where)
-    tls_context(s)  # the files must load, so that no client fails on them later
 
 
-def tls_context(s: Settings) -> Optional[ssl.SSLContext]:
+def _tls_context(s: Settings) -> Optional[ssl.SSLContext]:
     """A TLS client context checking the broker's certificate (against KAFKA_SSL_CAFILE when set, else the
     system's), with the client certificate when one is set; None without TLS. A file that does not load
     raises ValueError naming its setting; an encrypted key is refused rather than prompted for."""
-    if s.kafka_security_protocol not in ("SSL", "SASL_SSL"):
+    if s.kafka_security_protocol not in TLS_PROTOCOLS:
         return None
     try:
         context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=s.kafka_ssl_cafile)
