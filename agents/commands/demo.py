@@ -31,7 +31,7 @@ from streams import simulate
 from ..local_broker import BrokerError, LocalBroker, free_port
 from ..settings import Settings
 from . import EXIT_FAILED, Fail, command
-from .follow import FirstSeen
+from .follow import FirstSeen, event_of
 
 #: The topics and web port the demo's worker uses: the settings' defaults.
 DEFAULTS = Settings()
@@ -119,11 +119,8 @@ class Follower(threading.Thread):
         first_seen = FirstSeen()  # a re-send after a rebalance or restart is counted once
         while not self.stop.is_set():
             for record in consumer:
-                try:
-                    ev = json.loads(record.value)
-                except ValueError:
-                    continue
-                if not first_seen(ev):
+                ev = event_of(record.value)
+                if ev is None or not first_seen(ev):
                     continue
                 tally = self.counts.setdefault(ev.get("list", "-"), [0, 0])
                 if ev.get("type") == "ranking.entered":

@@ -31,7 +31,7 @@ from ..kafka_clients import kafka_python_kwargs
 from ..settings import KAFKA_FIELDS, add_common_args, help_text
 from . import CONNECT_TIMEOUT, Fail, command, say, settings_of
 
-__all__ = ["FirstSeen", "format_event", "follow", "main"]
+__all__ = ["FirstSeen", "event_of", "format_event", "follow", "main"]
 
 
 def _short_time(ts: Any) -> str:
@@ -232,7 +232,7 @@ def follow(
 PROG = "harmrank follow"
 
 
-def _event_of(value: bytes) -> Optional[dict]:
+def event_of(value: bytes) -> Optional[dict]:
     """A ranking event as a dict, or None for anything else."""
     try:
         obj = json.loads(value)
@@ -276,7 +276,7 @@ def main(argv: Optional[list[str]] = None, stdout: Optional[TextIO] = None) -> i
     first_seen = FirstSeen()
 
     def only(value: bytes) -> bool:
-        event = _event_of(value)
+        event = event_of(value)
         return (args.list_name is None or (event or {}).get("list") == args.list_name) and first_seen(event)
 
     try:
